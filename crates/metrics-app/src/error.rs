@@ -1,0 +1,60 @@
+//! The error type of the HTTP handlers.
+//!
+//! Client-facing bodies are short and generic; the detail of a 5xx goes to the log, never to
+//! the client (it could name internal hosts, and must never carry a secret).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::store::StoreError;
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The counter store cannot serve; the client should retry later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Missing or wrong admin credentials.
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The request is understood but its content is not acceptable.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// Something failed that the client cannot fix.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        match self {
+            AppError::Store(error) => {
+                tracing::warn!(%error, "store call failed");
+                let mut response =
+                    (StatusCode::SERVICE_UNAVAILABLE, "counter store unavailable").into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            AppError::Unauthorized => {
+                let mut response = (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+                let headers = response.headers_mut();
+                headers.append(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="metrics-app admin", charset="UTF-8""#),
+                );
+                headers.append(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="metrics-app admin""#),
+                );
+                response
+            }
+            AppError::BadRequest(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+            AppError::Internal(error) => {
+                tracing::error!(%error, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+            }
+        }
+    }
+}

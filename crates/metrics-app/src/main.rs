@@ -1,0 +1,97 @@
+//! The `metrics-app` binary: parse and validate configuration, set up logging, serve until
+//! SIGTERM or ctrl-c, drain, exit.
+//!
+//! Exit codes: 0 clean shutdown, 1 runtime failure, 2 configuration error.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use metrics_app::config::{Cli, Command};
+use metrics_app::{Stopped, faults, logging, secret};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::BurnCpu { seconds }) = cli.command {
+        faults::burn_cpu(seconds);
+        return ExitCode::SUCCESS;
+    }
+    let password =
+        match secret::load_password(std::env::var("PASSWORD").ok(), cli.password_file.as_deref()) {
+            Ok(p) => p,
+            Err(error) => {
+                eprintln!("metrics-app: {error}");
+                return ExitCode::from(2);
+            }
+        };
+    let config = match cli.validate(password) {
+        Ok(c) => c,
+        Err(error) => {
+            eprintln!("metrics-app: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let log_control = logging::init(config.log_format);
+    match serve(config, log_control) {
+        Ok(Stopped::Clean) => ExitCode::SUCCESS,
+        Ok(Stopped::TimedOut { open_connections }) => {
+            // The orchestrator asked us to stop; cutting slow clients off is not a failure.
+            tracing::warn!(
+                open_connections,
+                "shutdown timeout expired with requests in flight"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "metrics-app failed");
+            eprintln!("metrics-app: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(
+    config: metrics_app::config::Config,
+    log_control: metrics_app::state::LogControl,
+) -> anyhow::Result<Stopped> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        let local = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        tracing::info!(address = %local, "listening");
+        metrics_app::run(listener, config, Some(log_control), shutdown_signal())
+            .await
+            .context("cannot set up the counter store")
+    })
+}
+
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (ctrl-c).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown signal received"),
+        _ = terminate => tracing::info!(signal = "SIGTERM", "shutdown signal received"),
+    }
+}

@@ -1,0 +1,115 @@
+//! The counter store: where `/counter` values come from.
+//!
+//! Two backends behind one type: [`memory`] (an in-process atomic, the zero-setup default)
+//! and [`redis`] (atomic `INCR` on one key, so every replica shares one gap-free sequence).
+//! [`Store`] times every call and counts failures in the metrics, whatever the backend.
+
+pub mod memory;
+pub mod redis;
+
+use std::time::Instant;
+
+use crate::config::StoreConfig;
+use crate::metrics::{Metrics, StoreLabels};
+
+/// A store call that failed. The text is for logs only: clients get a generic message.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or did not answer in time.
+    #[error("counter store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered something that is not a counter.
+    #[error("counter store returned an unusable value: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for store calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The configured backend.
+#[derive(Debug)]
+enum Backend {
+    Memory(memory::MemoryStore),
+    Redis(redis::RedisStore),
+}
+
+/// The counter store used by the handlers.
+#[derive(Debug)]
+pub struct Store {
+    /// The backend doing the work.
+    backend: Backend,
+    /// Where call latency and failures are recorded.
+    metrics: Metrics,
+}
+
+impl Store {
+    /// Builds the configured backend. Redis connects lazily, so start-up never waits for it and
+    /// a Redis outage at start-up only shows as "not ready".
+    pub fn new(config: &StoreConfig, metrics: Metrics) -> Result<Self> {
+        let backend = match config {
+            StoreConfig::Memory => Backend::Memory(memory::MemoryStore::default()),
+            StoreConfig::Redis { url, key } => {
+                Backend::Redis(redis::RedisStore::new(url, key.clone())?)
+            }
+        };
+        Ok(Self { backend, metrics })
+    }
+
+    /// `memory` or `redis`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
+        }
+    }
+
+    /// Increments the counter once and returns the new value.
+    pub async fn increment(&self) -> Result<u64> {
+        let started = Instant::now();
+        let result = match &self.backend {
+            Backend::Memory(m) => Ok(m.increment()),
+            Backend::Redis(r) => r.increment().await,
+        };
+        self.record("increment", started, result.is_ok());
+        result
+    }
+
+    /// Sets the counter back to zero.
+    pub async fn reset(&self) -> Result<()> {
+        let started = Instant::now();
+        let result = match &self.backend {
+            Backend::Memory(m) => {
+                m.reset();
+                Ok(())
+            }
+            Backend::Redis(r) => r.reset().await,
+        };
+        self.record("reset", started, result.is_ok());
+        result
+    }
+
+    /// Checks that the store can serve.
+    pub async fn ping(&self) -> Result<()> {
+        let started = Instant::now();
+        let result = match &self.backend {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(r) => r.ping().await,
+        };
+        self.record("ping", started, result.is_ok());
+        result
+    }
+
+    fn record(&self, operation: &'static str, started: Instant, ok: bool) {
+        let labels = StoreLabels {
+            store: self.kind(),
+            operation,
+        };
+        self.metrics
+            .store_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        if !ok {
+            self.metrics.store_errors.get_or_create(&labels).inc();
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The shared counter: atomic `INCR` on one Redis key.
+//!
+//! A multiplexed [`ConnectionManager`] reconnects with exponential backoff by itself; every
+//! call is bounded by a timeout, so while Redis is down `/counter` fails fast with 503 instead
+//! of hanging, and it recovers without a restart. A command that times out after Redis ran it
+//! leaves a gap in the sequence but can never produce a duplicate: `INCR` hands out each value
+//! once, and nothing here retries an `INCR`.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{Result, StoreError};
+use crate::secret::Secret;
+
+/// Upper bound of any store call as seen by a request.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(1000);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// Counter in Redis.
+pub struct RedisStore {
+    /// Multiplexed, self-reconnecting connection shared by all requests.
+    conn: ConnectionManager,
+    /// The key holding the counter.
+    key: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection info holds the URL, which may contain a password.
+        f.debug_struct("RedisStore")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Prepares the connection without connecting: start-up never blocks on Redis.
+    pub fn new(url: &Secret, key: String) -> Result<Self> {
+        let client = redis::Client::open(url.expose())
+            // The error text could echo the URL; keep it out of logs.
+            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { conn, key })
+    }
+
+    /// `INCR key`.
+    pub async fn increment(&self) -> Result<u64> {
+        let value: i64 = self.call(redis::cmd("INCR").arg(&self.key)).await?;
+        u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("INCR returned {value}")))
+    }
+
+    /// `SET key 0`.
+    pub async fn reset(&self) -> Result<()> {
+        let _: () = self.call(redis::cmd("SET").arg(&self.key).arg(0)).await?;
+        Ok(())
+    }
+
+    /// `PING`.
+    pub async fn ping(&self) -> Result<()> {
+        let _: String = self.call(&mut redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    async fn call<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::Parse => {
+                Err(StoreError::Corrupt(e.to_string()))
+            }
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {}ms",
+                CALL_TIMEOUT.as_millis()
+            ))),
+        }
+    }
+}

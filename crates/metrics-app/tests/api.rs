@@ -1,0 +1,413 @@
+//! The HTTP API through the router (`oneshot`) and through a real socket in this process.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine;
+use common::{PASSWORD, TestApp, client, config, counter_value};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+fn router() -> axum::Router {
+    let (state, _) = metrics_app::build_state(&config(&[]), None).unwrap();
+    metrics_app::app(state)
+}
+
+async fn call(
+    app: &axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, String) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn root_answers_the_dashboard_title_as_utf8_text() {
+    let (status, headers, body) = call(&router(), get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "Metrics Dashboard 📈");
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+}
+
+#[tokio::test]
+async fn counter_counts_from_one_and_every_response_names_instance_and_request() {
+    let app = router();
+    for expected in 1..=3 {
+        let (status, headers, body) = call(&app, get("/counter")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, format!("Counter value: {expected}"));
+        assert_eq!(headers["x-instance"], "test-instance");
+        assert_eq!(headers["x-request-id"].len(), 32);
+    }
+}
+
+#[tokio::test]
+async fn a_sane_request_id_is_echoed_and_an_odd_one_replaced() {
+    let app = router();
+    let req = Request::get("/healthz")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&app, req).await.1["x-request-id"], "abc-123");
+    let req = Request::get("/healthz")
+        .header("x-request-id", "x".repeat(500))
+        .body(Body::empty())
+        .unwrap();
+    let id = call(&app, req).await.1["x-request-id"].clone();
+    assert_ne!(id.to_str().unwrap(), "x".repeat(500));
+    assert_eq!(id.len(), 32);
+}
+
+#[tokio::test]
+async fn probes_answer_ok_and_ready() {
+    let app = router();
+    assert_eq!(call(&app, get("/healthz")).await.2, "ok");
+    let (status, _, body) = call(&app, get("/readyz")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ready"));
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_and_wrong_methods_405_with_short_bodies() {
+    let app = router();
+    let (status, headers, body) = call(&app, get("/nope/%ff/../etc/passwd")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::NOT_FOUND, "not found")
+    );
+    assert_eq!(headers["x-instance"], "test-instance");
+    let req = Request::delete("/counter").body(Body::empty()).unwrap();
+    let (status, _, body) = call(&app, req).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    );
+    // A 405 must not count.
+    assert_eq!(call(&app, get("/counter")).await.2, "Counter value: 1");
+}
+
+#[tokio::test]
+async fn metric_labels_stay_bounded_whatever_paths_clients_send() {
+    let app = router();
+    for i in 0..50 {
+        call(&app, get(&format!("/random-{i}"))).await;
+        call(&app, get(&format!("/counter?nonce={i}"))).await;
+    }
+    let (_, _, text) = call(&app, get("/metrics")).await;
+    let routes: HashSet<String> = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .map(|l| {
+            l.split("route=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        HashSet::from(["unmatched".to_string(), "/counter".to_string()])
+    );
+}
+
+#[tokio::test]
+async fn metrics_parse_and_carry_every_documented_family() {
+    let app = router();
+    call(&app, get("/counter")).await;
+    call(&app, get("/counter")).await;
+    let (status, headers, text) = call(&app, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    let names: HashSet<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for family in [
+        "http_requests_total",
+        "http_request_duration_seconds",
+        "http_requests_in_flight",
+        "metrics_app_counter_value",
+        "metrics_app_store_operation_duration_seconds",
+        "metrics_app_ready",
+        "metrics_app_draining",
+        "metrics_app_build_info",
+        "metrics_app_fault_active",
+        "metrics_app_leaked_bytes",
+    ] {
+        assert!(
+            names.contains(family),
+            "{family} missing from /metrics:\n{text}"
+        );
+    }
+    let counter = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "metrics_app_counter_value")
+        .unwrap();
+    assert!(
+        matches!(counter.value, prometheus_parse::Value::Gauge(v) if v == 2.0),
+        "{counter:?}"
+    );
+    let faults: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "metrics_app_fault_active")
+        .collect();
+    assert_eq!(faults.len(), 2);
+    assert!(
+        faults
+            .iter()
+            .all(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 0.0))
+    );
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[tokio::test]
+async fn admin_reset_needs_the_password_and_answers_401_with_challenges() {
+    let app = router();
+    call(&app, get("/counter")).await;
+    for auth in [
+        None,
+        Some("Bearer wrong".to_string()),
+        Some(basic("admin", "wrong")),
+        Some("Bearer".into()),
+        Some("Basic %%%".into()),
+    ] {
+        let mut req = Request::post("/admin/counter/reset");
+        if let Some(auth) = &auth {
+            req = req.header("authorization", auth);
+        }
+        let (status, headers, body) = call(&app, req.body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert_eq!(body, "unauthorized");
+        let challenges: Vec<_> = headers.get_all("www-authenticate").iter().collect();
+        assert_eq!(challenges.len(), 2);
+    }
+    assert_eq!(
+        call(&app, get("/counter")).await.2,
+        "Counter value: 2",
+        "a refused reset must not reset"
+    );
+
+    let req =
+        Request::post("/admin/counter/reset").header("authorization", basic("anyone", PASSWORD));
+    assert_eq!(
+        call(&app, req.body(Body::empty()).unwrap()).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(call(&app, get("/counter")).await.2, "Counter value: 1");
+    let req =
+        Request::post("/admin/counter/reset").header("authorization", format!("Bearer {PASSWORD}"));
+    assert_eq!(
+        call(&app, req.body(Body::empty()).unwrap()).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(call(&app, get("/counter")).await.2, "Counter value: 1");
+}
+
+#[tokio::test]
+async fn log_level_changes_are_validated_and_bodies_are_bounded() {
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = calls.clone();
+    let control: metrics_app::state::LogControl = std::sync::Arc::new(move |f: &str| {
+        if f.contains('[') {
+            return Err("invalid log filter".into());
+        }
+        seen.lock().unwrap().push(f.to_string());
+        Ok(())
+    });
+    let (state, _) = metrics_app::build_state(&config(&[]), Some(control)).unwrap();
+    let app = metrics_app::app(state);
+    let put = |body: Vec<u8>, auth: bool| {
+        let mut req = Request::put("/admin/log-level");
+        if auth {
+            req = req.header("authorization", format!("Bearer {PASSWORD}"));
+        }
+        req.body(Body::from(body)).unwrap()
+    };
+    assert_eq!(
+        call(&app, put(b"debug".to_vec(), false)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&app, put(b"debug\n".to_vec(), true)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, put(b"[bad".to_vec(), true)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call(&app, put(vec![0xff, 0xfe], true)).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        call(&app, put(vec![b'a'; 10_000], true)).await.0,
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
+    assert_eq!(*calls.lock().unwrap(), vec!["debug".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_tasks_of_five_hundred_requests_get_exactly_one_to_32000() {
+    let app = TestApp::spawn(&[]).await;
+    let client = client();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let client = client.clone();
+        let url = app.url("/counter");
+        tasks.push(tokio::spawn(async move {
+            let mut values = Vec::with_capacity(500);
+            for _ in 0..500 {
+                let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+                values.push(counter_value(&body));
+            }
+            values
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort_unstable();
+    assert_eq!(all.len(), 32_000);
+    assert!(
+        all.iter().copied().eq(1..=32_000),
+        "values are not exactly 1..=32000"
+    );
+    assert_eq!(app.stop().await, metrics_app::Stopped::Clean);
+}
+
+/// Sends raw bytes and returns what the server answered before closing (at most 5 s).
+fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_requests_get_4xx_and_the_server_keeps_serving() {
+    let app = TestApp::spawn(&["--drain-delay", "0s"]).await;
+    let addr = app.addr;
+    let answers = tokio::task::spawn_blocking(move || {
+        let huge_header = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(64 * 1024)
+        );
+        let long_uri = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(64 * 1024));
+        let many_headers = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "X-A: b\r\n".repeat(200)
+        );
+        vec![
+            raw_exchange(addr, b"THIS IS NOT HTTP\r\n\r\n"),
+            raw_exchange(addr, huge_header.as_bytes()),
+            raw_exchange(addr, long_uri.as_bytes()),
+            raw_exchange(addr, many_headers.as_bytes()),
+            raw_exchange(
+                addr,
+                b"GET /\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            ),
+            raw_exchange(
+                addr,
+                b"GET /counter HTTP/1.1\r\nHost: \xff\r\nConnection: close\r\n\r\n",
+            ),
+        ]
+    })
+    .await
+    .unwrap();
+    for (i, answer) in answers.iter().enumerate() {
+        let status_line = answer.lines().next().unwrap_or("");
+        let code: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        // Either an explicit 4xx or a closed connection; never a 5xx or a hang.
+        assert!(
+            answer.is_empty() || (400..500).contains(&code) || code == 200,
+            "case {i}: {status_line:?}"
+        );
+    }
+    // 431 for the oversized head, specifically.
+    assert!(
+        answers[1].starts_with("HTTP/1.1 431"),
+        "{:?}",
+        answers[1].lines().next()
+    );
+    // Still alive and counting correctly.
+    let body = client()
+        .get(app.url("/counter"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.starts_with("Counter value: "));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_or_slowloris_connection_is_closed_after_the_header_timeout() {
+    let app = TestApp::spawn(&["--header-read-timeout", "300ms", "--drain-delay", "0s"]).await;
+    let addr = app.addr;
+    let (idle, slow) = tokio::task::spawn_blocking(move || {
+        let closed_after = |partial: &[u8]| {
+            let mut stream = std::net::TcpStream::connect(addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            stream.write_all(partial).unwrap();
+            let started = Instant::now();
+            let mut buf = Vec::new();
+            let _ = stream.read_to_end(&mut buf);
+            started.elapsed()
+        };
+        (
+            closed_after(b""),
+            closed_after(b"GET /counter HTTP/1.1\r\nHost: x\r\nX-Slow: "),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        idle < Duration::from_secs(4),
+        "idle connection held for {idle:?}"
+    );
+    assert!(
+        slow < Duration::from_secs(4),
+        "slowloris connection held for {slow:?}"
+    );
+    app.stop().await;
+}
