@@ -139,7 +139,7 @@ impl Metrics {
         );
         let counter_value = Gauge::default();
         registry.register(
-            "metrics_app_counter_value",
+            "metrics_app_last_issued_value",
             "Last counter value this instance handed out",
             counter_value.clone(),
         );
@@ -218,12 +218,69 @@ impl Metrics {
         }
     }
 
-    /// Renders the OpenMetrics text exposition.
-    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+    /// Renders the exposition in the requested format.
+    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
         let mut out = String::with_capacity(8 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
+        Ok(match format {
+            Format::OpenMetrics => out,
+            Format::PrometheusText => openmetrics_to_prometheus_text(&out),
+        })
     }
+}
+
+/// Exposition formats served on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 text, which Prometheus asks for first.
+    OpenMetrics,
+    /// The classic Prometheus text format 0.0.4, for everything else (curl, promtool, older
+    /// scrapers).
+    PrometheusText,
+}
+
+impl Format {
+    /// Chooses by the `Accept` header, as Prometheus negotiates.
+    pub fn from_accept(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
+            _ => Self::PrometheusText,
+        }
+    }
+
+    /// The `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// The two text formats differ, for what this registry emits, only in counter family names
+/// (OpenMetrics names the family without `_total`, the samples with it), `# UNIT` lines and
+/// the closing `# EOF`.
+fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
 }
 
 fn http_duration_constructor() -> Histogram {
@@ -232,4 +289,30 @@ fn http_duration_constructor() -> Histogram {
 
 fn store_duration_constructor() -> Histogram {
     Histogram::new(STORE_BUCKETS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_families_are_renamed_and_openmetrics_markers_dropped() {
+        let om = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total 3\n\
+                  # HELP g A gauge.\n# TYPE g gauge\n# UNIT g bytes\ng 1\n# EOF\n";
+        let text = openmetrics_to_prometheus_text(om);
+        assert_eq!(
+            text,
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total 3\n\
+             # HELP g A gauge.\n# TYPE g gauge\ng 1\n"
+        );
+    }
+
+    #[test]
+    fn prometheus_gets_openmetrics_and_everyone_else_classic_text() {
+        let prometheus =
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+        assert_eq!(Format::from_accept(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(Format::from_accept(Some("*/*")), Format::PrometheusText);
+        assert_eq!(Format::from_accept(None), Format::PrometheusText);
+    }
 }

@@ -16,9 +16,6 @@ use crate::state::AppState;
 
 /// Content type of plain answers.
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
-/// Content type of the metrics exposition (OpenMetrics text, which Prometheus negotiates).
-const OPENMETRICS: HeaderValue =
-    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
 /// Bodies are tiny (a log filter at most); anything bigger is refused with 413.
 const MAX_BODY_BYTES: usize = 1024;
 
@@ -104,12 +101,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
+/// `GET /metrics`: OpenMetrics for scrapers that ask for it, classic text otherwise.
+async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, AppError> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::from_accept(accept);
     let body = state
         .metrics
-        .encode()
+        .encode(format)
         .map_err(|e| AppError::Internal(format!("metrics encoding failed: {e}")))?;
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], body).into_response())
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response())
 }
 
 async fn not_found() -> Response {

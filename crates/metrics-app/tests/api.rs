@@ -130,13 +130,28 @@ async fn metrics_parse_and_carry_every_documented_family() {
     let app = router();
     call(&app, get("/counter")).await;
     call(&app, get("/counter")).await;
+    let req = Request::get("/metrics")
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let (_, headers, openmetrics) = call(&app, req).await;
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(openmetrics.ends_with("# EOF\n"));
     let (status, headers, text) = call(&app, get("/metrics")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         headers["content-type"]
             .to_str()
             .unwrap()
-            .starts_with("application/openmetrics-text")
+            .starts_with("text/plain; version=0.0.4")
     );
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
@@ -145,7 +160,7 @@ async fn metrics_parse_and_carry_every_documented_family() {
         "http_requests_total",
         "http_request_duration_seconds",
         "http_requests_in_flight",
-        "metrics_app_counter_value",
+        "metrics_app_last_issued_value",
         "metrics_app_store_operation_duration_seconds",
         "metrics_app_ready",
         "metrics_app_draining",
@@ -161,7 +176,7 @@ async fn metrics_parse_and_carry_every_documented_family() {
     let counter = scrape
         .samples
         .iter()
-        .find(|s| s.metric == "metrics_app_counter_value")
+        .find(|s| s.metric == "metrics_app_last_issued_value")
         .unwrap();
     assert!(
         matches!(counter.value, prometheus_parse::Value::Gauge(v) if v == 2.0),

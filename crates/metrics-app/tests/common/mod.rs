@@ -17,7 +17,10 @@ pub const PASSWORD: &str = "test-Pa55word-do-not-leak";
 
 /// A configuration as the binary would build it from `args`.
 pub fn config(args: &[&str]) -> Config {
-    let mut full = vec!["metrics-app", "--instance", "test-instance"];
+    let mut full = vec!["metrics-app"];
+    if !args.contains(&"--instance") {
+        full.extend(["--instance", "test-instance"]);
+    }
     full.extend_from_slice(args);
     Cli::try_parse_from(full)
         .unwrap()
