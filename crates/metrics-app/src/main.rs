@@ -31,7 +31,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_control = logging::init(config.log_format);
+    // Keep the guard until the end of main: dropping it flushes the buffered log lines.
+    let (log_control, _log_flush) = logging::init(config.log_format);
     match serve(config, log_control) {
         Ok(Stopped::Clean) => ExitCode::SUCCESS,
         Ok(Stopped::TimedOut { open_connections }) => {

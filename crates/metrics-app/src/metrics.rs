@@ -30,7 +30,7 @@ pub const STORE_BUCKETS: [f64; 12] = [
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     /// Matched route template, or `unmatched`.
-    pub route: String,
+    pub route: &'static str,
     /// Request method, from a fixed list.
     pub method: Method,
     /// Response status code.

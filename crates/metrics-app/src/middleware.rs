@@ -35,11 +35,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .filter(|v| is_sane_request_id(v))
         .cloned()
         .unwrap_or_else(new_request_id);
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED, |m| m.as_str())
-        .to_owned();
+    let route = route_label(request.extensions().get::<MatchedPath>());
     let method = request.method().clone();
 
     state.metrics.http_in_flight.inc();
@@ -70,12 +66,24 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     // Microsecond resolution is plenty and keeps log lines short.
     let latency_ms = elapsed.as_micros() as f64 / 1000.0;
     // Probes and scrapes arrive every few seconds for ever: keep them out of the default log.
-    if matches!(labels.route.as_str(), "/healthz" | "/readyz" | "/metrics") && status < 400 {
+    if matches!(labels.route, "/healthz" | "/readyz" | "/metrics") && status < 400 {
         tracing::debug!(target: "access", method = %method, route = %labels.route, status, latency_ms, instance, request_id, "request");
     } else {
         tracing::info!(target: "access", method = %method, route = %labels.route, status, latency_ms, instance, request_id, "request");
     }
     response
+}
+
+/// The route label: one of the router's own paths, so labels are `'static` and allocation-free.
+fn route_label(matched: Option<&MatchedPath>) -> &'static str {
+    let Some(matched) = matched else {
+        return UNMATCHED;
+    };
+    crate::routes::ROUTES
+        .iter()
+        .copied()
+        .find(|r| *r == matched.as_str())
+        .unwrap_or(UNMATCHED)
 }
 
 struct InFlight<'a>(&'a AppState);
@@ -93,9 +101,27 @@ fn is_sane_request_id(value: &HeaderValue) -> bool {
         && bytes.iter().all(|b| b.is_ascii_graphic())
 }
 
+/// A new request id: 16 random hex digits drawn once per process, then a 16-digit sequence
+/// number. Unique across replicas and restarts without asking the OS for randomness, or
+/// formatting through `fmt`, on every request (this is on the hot path).
 fn new_request_id() -> HeaderValue {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<[u8; 16]> = OnceLock::new();
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let prefix = PREFIX.get_or_init(|| {
+        let mut p = [0u8; 16];
+        p.copy_from_slice(&uuid::Uuid::new_v4().simple().to_string().as_bytes()[..16]);
+        p
+    });
+    let mut id = [0u8; 32];
+    id[..16].copy_from_slice(prefix);
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    for (i, byte) in id[16..].iter_mut().enumerate() {
+        *byte = HEX[((seq >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 #[cfg(test)]
@@ -111,6 +137,7 @@ mod tests {
         assert!(!is_sane_request_id(
             &HeaderValue::from_str(&long).unwrap_or(HeaderValue::from_static(""))
         ));
-        assert!(is_sane_request_id(&new_request_id()));
+        let (a, b) = (new_request_id(), new_request_id());
+        assert!(is_sane_request_id(&a) && a != b);
     }
 }

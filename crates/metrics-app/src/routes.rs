@@ -19,6 +19,17 @@ const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
 /// Bodies are tiny (a log filter at most); anything bigger is refused with 413.
 const MAX_BODY_BYTES: usize = 1024;
 
+/// Every route path, for the bounded `route` metric label.
+pub const ROUTES: [&str; 7] = [
+    "/",
+    "/counter",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/admin/counter/reset",
+    "/admin/log-level",
+];
+
 /// The whole HTTP application, ready for `oneshot` tests or a server.
 pub fn app(state: AppState) -> Router {
     Router::new()

@@ -10,6 +10,9 @@ pub mod redis;
 use std::time::Instant;
 
 use crate::config::StoreConfig;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+
 use crate::metrics::{Metrics, StoreLabels};
 
 /// A store call that failed. The text is for logs only: clients get a generic message.
@@ -33,13 +36,42 @@ enum Backend {
     Redis(redis::RedisStore),
 }
 
+/// Latency histogram and error counter of one store operation, resolved once so the hot path
+/// does no label lookups.
+#[derive(Debug, Clone)]
+struct OpMetrics {
+    duration: Histogram,
+    errors: Counter,
+}
+
+impl OpMetrics {
+    fn new(metrics: &Metrics, store: &'static str, operation: &'static str) -> Self {
+        let labels = StoreLabels { store, operation };
+        Self {
+            duration: metrics.store_duration.get_or_create(&labels).clone(),
+            errors: metrics.store_errors.get_or_create(&labels).clone(),
+        }
+    }
+
+    fn record(&self, started: Instant, ok: bool) {
+        self.duration.observe(started.elapsed().as_secs_f64());
+        if !ok {
+            self.errors.inc();
+        }
+    }
+}
+
 /// The counter store used by the handlers.
 #[derive(Debug)]
 pub struct Store {
     /// The backend doing the work.
     backend: Backend,
-    /// Where call latency and failures are recorded.
-    metrics: Metrics,
+    /// Metrics of `increment`.
+    increment: OpMetrics,
+    /// Metrics of `reset`.
+    reset: OpMetrics,
+    /// Metrics of `ping`.
+    ping: OpMetrics,
 }
 
 impl Store {
@@ -52,7 +84,16 @@ impl Store {
                 Backend::Redis(redis::RedisStore::new(url, key.clone())?)
             }
         };
-        Ok(Self { backend, metrics })
+        let kind = match backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
+        };
+        Ok(Self {
+            backend,
+            increment: OpMetrics::new(&metrics, kind, "increment"),
+            reset: OpMetrics::new(&metrics, kind, "reset"),
+            ping: OpMetrics::new(&metrics, kind, "ping"),
+        })
     }
 
     /// `memory` or `redis`.
@@ -70,7 +111,7 @@ impl Store {
             Backend::Memory(m) => Ok(m.increment()),
             Backend::Redis(r) => r.increment().await,
         };
-        self.record("increment", started, result.is_ok());
+        self.increment.record(started, result.is_ok());
         result
     }
 
@@ -84,7 +125,7 @@ impl Store {
             }
             Backend::Redis(r) => r.reset().await,
         };
-        self.record("reset", started, result.is_ok());
+        self.reset.record(started, result.is_ok());
         result
     }
 
@@ -95,21 +136,7 @@ impl Store {
             Backend::Memory(_) => Ok(()),
             Backend::Redis(r) => r.ping().await,
         };
-        self.record("ping", started, result.is_ok());
+        self.ping.record(started, result.is_ok());
         result
-    }
-
-    fn record(&self, operation: &'static str, started: Instant, ok: bool) {
-        let labels = StoreLabels {
-            store: self.kind(),
-            operation,
-        };
-        self.metrics
-            .store_duration
-            .get_or_create(&labels)
-            .observe(started.elapsed().as_secs_f64());
-        if !ok {
-            self.metrics.store_errors.get_or_create(&labels).inc();
-        }
     }
 }
