@@ -80,42 +80,35 @@ start_pinned() {
 printf 'machine: %s CPUs, %s; wrk -t1 -c%s -d%s; server on CPU %s, client on CPU %s\n' \
   "$(nproc)" "$(uname -r)" "$CONNECTIONS" "$DURATION" "$SERVER_CPU" "$CLIENT_CPU"
 
-# --- baseline ---------------------------------------------------------------------------
+# --- servers ---------------------------------------------------------------------------
 BASE_PORT=$(free_port)
 start_pinned "$BIN/bench-baseline" "127.0.0.1:$BASE_PORT"
 wait_http "http://127.0.0.1:$BASE_PORT/counter"
-read -r BASE_RPS BASE_P50 BASE_P99 _ < <(run_wrk "http://127.0.0.1:$BASE_PORT/counter" "$DURATION")
 
-# --- metrics-app, memory store ----------------------------------------------------------
-# The access log is on (info): one JSON line per request, written to a file as a pod's stdout
-# would be collected.
+# metrics-app, memory store, access log on (info): one JSON line per request, written to a
+# file as a pod's stdout would be collected.
 MEM_PORT=$(free_port)
 PASSWORD=bench start_pinned "$BIN/metrics-app" --bind "127.0.0.1:$MEM_PORT" --instance bench-memory
 MEM_PID=$LAST_PID
 wait_http "http://127.0.0.1:$MEM_PORT/healthz"
 RSS_START=$(rss_kib "$MEM_PID")
-read -r MEM_RPS MEM_P50 MEM_P99 _ < <(run_wrk "http://127.0.0.1:$MEM_PORT/counter" "$DURATION")
+# RSS once 100k requests have been served, before the throughput rounds add more: the
+# reference point for "growth between 100k and 1M requests".
+counter_of() { curl -fsS "http://127.0.0.1:$1/counter" | sed 's/Counter value: //'; }
+while :; do
+  served=$(counter_of "$MEM_PORT")
+  [ "$served" -ge 100000 ] && break
+  run_wrk "http://127.0.0.1:$MEM_PORT/counter" 1s >/dev/null
+done
+RSS_100K=$(rss_kib "$MEM_PID")
+SERVED_100K=$served
 
-# Same server, access log off (RUST_LOG=warn): the cost of logging every request.
+# Same server with the access log off (RUST_LOG=warn): the cost of logging every request.
 QUIET_PORT=$(free_port)
 PASSWORD=bench RUST_LOG=warn start_pinned "$BIN/metrics-app" --bind "127.0.0.1:$QUIET_PORT" --instance bench-quiet
 wait_http "http://127.0.0.1:$QUIET_PORT/healthz"
-read -r QUIET_RPS QUIET_P50 QUIET_P99 _ < <(run_wrk "http://127.0.0.1:$QUIET_PORT/counter" "$DURATION")
 
-# Memory over one million requests (on the logging server): RSS once 100k requests have been
-# served, then once the counter passes TARGET_REQUESTS.
-counter_of() { curl -fsS "http://127.0.0.1:$1/counter" | sed 's/Counter value: //'; }
-RSS_100K=""
-while :; do
-  served=$(counter_of "$MEM_PORT")
-  if [ -z "$RSS_100K" ] && [ "$served" -ge 100000 ]; then RSS_100K=$(rss_kib "$MEM_PID"); SERVED_100K=$served; fi
-  [ "$served" -ge "$TARGET_REQUESTS" ] && break
-  run_wrk "http://127.0.0.1:$MEM_PORT/counter" 5s >/dev/null
-done
-RSS_1M=$(rss_kib "$MEM_PID")
-SERVED_1M=$served
-
-# --- metrics-app, Redis store -----------------------------------------------------------
+# metrics-app, Redis store (Redis shares the client's CPU).
 REDIS_PORT=$(free_port)
 taskset -c "$CLIENT_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" \
   --appendonly yes --appendfsync everysec --save '' >"$WORK/redis.log" 2>&1 &
@@ -124,12 +117,45 @@ REDIS_APP_PORT=$(free_port)
 PASSWORD=bench start_pinned "$BIN/metrics-app" --bind "127.0.0.1:$REDIS_APP_PORT" --instance bench-redis \
   --store redis --redis-url "redis://127.0.0.1:$REDIS_PORT/0"
 wait_http "http://127.0.0.1:$REDIS_APP_PORT/readyz"
-read -r REDIS_RPS REDIS_P50 REDIS_P99 _ < <(run_wrk "http://127.0.0.1:$REDIS_APP_PORT/counter" "$DURATION")
+
+# --- throughput and latency: ROUNDS interleaved rounds, medians reported ------------------
+# Interleaving spreads any background drift over every target instead of biasing one.
+ROUNDS=${ROUNDS:-3}
+declare -A RESULTS
+for round in $(seq 1 "$ROUNDS"); do
+  for target in base mem quiet redis; do
+    case $target in
+      base) port=$BASE_PORT ;; mem) port=$MEM_PORT ;; quiet) port=$QUIET_PORT ;; redis) port=$REDIS_APP_PORT ;;
+    esac
+    RESULTS[$target,$round]=$(run_wrk "http://127.0.0.1:$port/counter" "$DURATION")
+    echo "round $round $target: ${RESULTS[$target,$round]}" >&2
+  done
+done
+# median of column $2 (1 req/s, 2 p50, 3 p99) over the rounds of target $1
+median() {
+  local target=$1 col=$2 r
+  for r in $(seq 1 "$ROUNDS"); do echo "${RESULTS[$target,$r]}" | awk -v c="$col" '{print $c}'; done |
+    sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+}
+for target in base mem quiet redis; do
+  declare "${target^^}_RPS=$(median "$target" 1)" "${target^^}_P50=$(median "$target" 2)" "${target^^}_P99=$(median "$target" 3)"
+done
+
+# --- memory over one million requests (on the logging server) ----------------------------
+# Keep loading until the counter passes TARGET_REQUESTS (the rounds above usually already did).
+while :; do
+  served=$(counter_of "$MEM_PORT")
+  [ "$served" -ge "$TARGET_REQUESTS" ] && break
+  run_wrk "http://127.0.0.1:$MEM_PORT/counter" 5s >/dev/null
+done
+RSS_1M=$(rss_kib "$MEM_PID")
+SERVED_1M=$served
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f%%", 100 * a / b }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 
 echo
+echo "medians of $ROUNDS interleaved rounds"
 printf '%-36s %12s %10s %10s %12s\n' target 'req/s' 'p50 ms' 'p99 ms' 'vs baseline'
 printf '%-36s %12s %10s %10s %12s\n' 'baseline (hyper + atomic)' "$BASE_RPS" "$BASE_P50" "$BASE_P99" '100.0%'
 printf '%-36s %12s %10s %10s %12s\n' 'metrics-app memory, access log on' "$MEM_RPS" "$MEM_P50" "$MEM_P99" "$(ratio "$MEM_RPS" "$BASE_RPS")"

@@ -1,0 +1,1 @@
+//! `appctl up/status/credentials/rollback/down/load`: the platform on a laptop.
