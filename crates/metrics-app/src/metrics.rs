@@ -111,6 +111,10 @@ pub struct Metrics {
     pub leaked_bytes: Gauge<u64, AtomicU64>,
     /// Burner processes started by the `slow-even` fault.
     pub fault_children_started: Counter,
+    /// Handles of the `GET` → 200 series of every route, indexed like [`crate::routes::ROUTES`],
+    /// resolved once so the common case skips two family lookups per request. `None` for
+    /// routes that do not answer `GET`.
+    pub http_ok_get: Arc<[Option<(Counter, Histogram)>]>,
     /// The registry all of the above are registered in.
     registry: Arc<Registry>,
 }
@@ -125,7 +129,8 @@ impl Metrics {
             "HTTP requests answered, by matched route, method and status",
             http_requests.clone(),
         );
-        let http_duration = Family::new_with_constructor(http_duration_constructor as _);
+        let http_duration: Family<HttpLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(http_duration_constructor as _);
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency in seconds, by matched route, method and status",
@@ -203,6 +208,22 @@ impl Metrics {
             fault_children_started.clone(),
         );
         registry.register_collector(Box::new(process));
+        let http_ok_get = crate::routes::ROUTES
+            .iter()
+            .map(|&route| {
+                crate::routes::GET_ROUTES.contains(&route).then(|| {
+                    let labels = HttpLabels {
+                        route,
+                        method: Method::GET,
+                        status: 200,
+                    };
+                    (
+                        http_requests.get_or_create(&labels).clone(),
+                        http_duration.get_or_create(&labels).clone(),
+                    )
+                })
+            })
+            .collect();
         Self {
             http_requests,
             http_duration,
@@ -214,6 +235,7 @@ impl Metrics {
             draining,
             leaked_bytes,
             fault_children_started,
+            http_ok_get,
             registry: Arc::new(registry),
         }
     }

@@ -30,6 +30,9 @@ pub const ROUTES: [&str; 7] = [
     "/admin/log-level",
 ];
 
+/// The routes answering `GET`: their `GET` → 200 metric series exist from the start.
+pub const GET_ROUTES: [&str; 5] = ["/", "/counter", "/healthz", "/readyz", "/metrics"];
+
 /// The whole HTTP application, ready for `oneshot` tests or a server.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -43,10 +46,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::observe,
-        ))
+        .layer(middleware::ObserveLayer::new(state.clone()))
         .with_state(state)
 }
 
