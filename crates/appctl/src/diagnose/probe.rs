@@ -1,0 +1,197 @@
+//! HTTP evidence: sends the probe requests and records each one as a [`Sample`].
+//!
+//! One request at a time by default, so the order of requests (and of counter values) means
+//! something. A request that exceeds the per-request timeout is recorded as `timeout` with the
+//! timeout as its latency: a 21-second pattern shows up without waiting 21 seconds. After every
+//! sample the caller's `observe` decides whether the verdict is already certain.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::model::{Outcome, Sample};
+
+/// What to send.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Target URL.
+    pub url: String,
+    /// Most requests.
+    pub requests: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Probe time limit: no request starts after it.
+    pub max_time: Duration,
+    /// Response header naming the answering instance.
+    pub instance_header: String,
+}
+
+/// Why a probe could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Runs the probe. `observe` sees all samples so far (in request order) after each one and
+/// returns true to stop early.
+pub async fn run(
+    plan: &Plan,
+    mut observe: impl FnMut(&[Sample]) -> bool,
+) -> Result<Vec<Sample>, ProbeError> {
+    let client = reqwest::Client::builder()
+        .timeout(plan.timeout)
+        .pool_max_idle_per_host(plan.concurrency)
+        // Measure the target itself, not a proxy configured in the environment.
+        .no_proxy()
+        .build()?;
+    let started = Instant::now();
+    let next = Arc::new(AtomicUsize::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..plan.concurrency {
+        let (client, next, stop, tx, plan) = (
+            client.clone(),
+            next.clone(),
+            stop.clone(),
+            tx.clone(),
+            plan.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                if stop.load(Ordering::SeqCst) || started.elapsed() >= plan.max_time {
+                    break;
+                }
+                let ordinal = next.fetch_add(1, Ordering::SeqCst);
+                if ordinal > plan.requests {
+                    break;
+                }
+                let sample = one(&client, &plan, ordinal, started).await;
+                // Wait for the verdict on this sample before sending another: a fast-failing
+                // target would otherwise outrun the analysis.
+                let (go_on, decided) = tokio::sync::oneshot::channel();
+                if tx.send((sample, go_on)).is_err() || !decided.await.unwrap_or(false) {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut samples: Vec<Sample> = Vec::new();
+    while let Some((sample, go_on)) = rx.recv().await {
+        let at = samples.partition_point(|s| s.ordinal < sample.ordinal);
+        samples.insert(at, sample);
+        if !stop.load(Ordering::SeqCst) && observe(&samples) {
+            stop.store(true, Ordering::SeqCst);
+        }
+        let _ = go_on.send(!stop.load(Ordering::SeqCst));
+    }
+    Ok(samples)
+}
+
+/// Sends request number `ordinal` and records how it went.
+async fn one(client: &reqwest::Client, plan: &Plan, ordinal: usize, t0: Instant) -> Sample {
+    let start = Instant::now();
+    let start_ms = start.duration_since(t0).as_secs_f64() * 1000.0;
+    let result = async {
+        let response = client.get(&plan.url).send().await?;
+        let status = response.status().as_u16();
+        let instance = response
+            .headers()
+            .get(plan.instance_header.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.text().await?;
+        Ok::<_, reqwest::Error>((status, instance, body))
+    }
+    .await;
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    match result {
+        Ok((code, instance, body)) => Sample {
+            ordinal,
+            start_ms,
+            latency_ms,
+            outcome: Outcome::Status { code },
+            counter: parse_counter(&body),
+            instance,
+        },
+        Err(e) => Sample {
+            ordinal,
+            start_ms,
+            latency_ms: if e.is_timeout() {
+                plan.timeout.as_secs_f64() * 1000.0
+            } else {
+                latency_ms
+            },
+            outcome: classify(&e),
+            counter: None,
+            instance: None,
+        },
+    }
+}
+
+/// `N` from a body containing `Counter value: N`.
+pub fn parse_counter(body: &str) -> Option<u64> {
+    let rest = &body[body.find("Counter value:")? + "Counter value:".len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Timeout, refused, reset, or another error, from the client error and its causes.
+fn classify(e: &reqwest::Error) -> Outcome {
+    if e.is_timeout() {
+        return Outcome::Timeout;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut text = String::new();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::ConnectionRefused => return Outcome::Refused,
+                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                    return Outcome::Reset;
+                }
+                K::TimedOut => return Outcome::Timeout,
+                _ => {}
+            }
+        }
+        text.push_str(&s.to_string());
+        text.push_str(": ");
+        source = s.source();
+    }
+    let lower = text.to_lowercase();
+    if lower.contains("connection refused") {
+        Outcome::Refused
+    } else if lower.contains("reset") || lower.contains("closed before") {
+        Outcome::Reset
+    } else {
+        Outcome::Error {
+            message: text.trim_end_matches(": ").to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counter_values_are_read_from_the_body() {
+        assert_eq!(parse_counter("Counter value: 42"), Some(42));
+        assert_eq!(parse_counter("Counter value: 7\n"), Some(7));
+        assert_eq!(parse_counter("Metrics Dashboard"), None);
+        assert_eq!(parse_counter("Counter value: x"), None);
+        assert_eq!(
+            parse_counter("Counter value: 99999999999999999999999"),
+            None
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! The report: findings ranked by severity with their evidence, cause and fix, rendered as
+//! text (people at a terminal), JSON (machines; documented in docs/diagnose.md) or Markdown (a
+//! root-cause write-up to paste into a ticket).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::counter::InstanceStats;
+use super::latency::Summary;
+use super::metrics::Reading;
+use super::model::{Finding, Sample, fmt_ms};
+use super::process::ProcessEvidence;
+
+/// Version of the JSON layout; bumped only for incompatible changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Overall outcome, which also decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// No findings (exit 0).
+    Healthy,
+    /// At least one finding (exit 1).
+    Findings,
+    /// No request got any HTTP answer (exit 2).
+    Unreachable,
+}
+
+/// How the probe went.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeInfo {
+    /// Requests allowed by `--requests`.
+    pub requests_planned: usize,
+    /// Requests sent.
+    pub requests_sent: usize,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Per-request timeout, ms.
+    pub timeout_ms: u64,
+    /// True when the probe stopped because the verdict was certain.
+    pub stopped_early: bool,
+    /// Wall time of the probe, ms.
+    pub elapsed_ms: u64,
+}
+
+/// Metrics scraped before and after.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsEvidence {
+    /// Scraped URL.
+    pub url: String,
+    /// Before the probe.
+    pub before: Option<Reading>,
+    /// After the probe.
+    pub after: Option<Reading>,
+}
+
+/// Everything `appctl diagnose` found out.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Probed URL.
+    pub target: String,
+    /// Overall outcome.
+    pub verdict: Verdict,
+    /// How the probe went.
+    pub probe: ProbeInfo,
+    /// Latency percentiles.
+    pub latency: Option<Summary>,
+    /// Slow/fast boundary, when latencies had two modes.
+    pub slow_threshold_ms: Option<f64>,
+    /// Count of each outcome (`200`, `502`, `timeout`, `refused`, …).
+    pub outcomes: BTreeMap<String, usize>,
+    /// Per-instance figures.
+    pub instances: Vec<InstanceStats>,
+    /// Process evidence, when the target runs on this host.
+    pub process: Option<ProcessEvidence>,
+    /// Metrics evidence, with `--metrics`.
+    pub metrics: Option<MetricsEvidence>,
+    /// Kubernetes evidence, with `--kube`.
+    pub kube: Option<super::kube::KubeEvidence>,
+    /// What could not be collected, and why.
+    pub notes: Vec<String>,
+    /// Findings, most severe first.
+    pub findings: Vec<Finding>,
+    /// Every request.
+    pub samples: Vec<Sample>,
+}
+
+impl Report {
+    /// Orders findings most severe first (stable, so detectors' order breaks ties).
+    pub fn rank(&mut self) {
+        self.findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    }
+
+    /// JSON, pretty-printed.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// Text for a terminal.
+    pub fn to_text(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "appctl diagnose {}", self.target);
+        let _ = writeln!(o, "{}", self.probe_line());
+        if let Some(l) = &self.latency {
+            let _ = writeln!(
+                o,
+                "latency: p50 {}  p90 {}  p99 {}  max {}",
+                fmt_ms(l.p50_ms),
+                fmt_ms(l.p90_ms),
+                fmt_ms(l.p99_ms),
+                fmt_ms(l.max_ms)
+            );
+        }
+        let _ = writeln!(o, "outcomes: {}", self.outcome_line());
+        let _ = writeln!(o);
+        match self.verdict {
+            Verdict::Healthy => {
+                let _ = writeln!(o, "healthy: no findings");
+            }
+            Verdict::Unreachable => {
+                let _ = writeln!(o, "unreachable: no request got an HTTP answer");
+            }
+            Verdict::Findings => {
+                let _ = writeln!(o, "{} finding(s), most severe first:", self.findings.len());
+            }
+        }
+        for (i, f) in self.findings.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "\n{}. [{}] {}: {}",
+                i + 1,
+                format!("{:?}", f.severity).to_uppercase(),
+                kind_name(f),
+                f.title
+            );
+            for e in &f.evidence {
+                let _ = writeln!(o, "   evidence: {e}");
+            }
+            let _ = writeln!(o, "   likely cause: {}", f.cause);
+            let _ = writeln!(o, "   suggested fix: {}", f.fix);
+        }
+        for n in &self.notes {
+            let _ = writeln!(o, "\nnote: {n}");
+        }
+        let _ = writeln!(o, "\nrequests:");
+        o.push_str(&self.request_table("  "));
+        o
+    }
+
+    /// A Markdown root-cause write-up.
+    pub fn to_markdown(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "# Diagnosis: `{}`\n", self.target);
+        let _ = writeln!(o, "- {}", self.probe_line());
+        if let Some(l) = &self.latency {
+            let _ = writeln!(
+                o,
+                "- latency: p50 {}, p90 {}, p99 {}, max {}",
+                fmt_ms(l.p50_ms),
+                fmt_ms(l.p90_ms),
+                fmt_ms(l.p99_ms),
+                fmt_ms(l.max_ms)
+            );
+        }
+        let _ = writeln!(o, "- outcomes: {}", self.outcome_line());
+        let _ = writeln!(o, "- verdict: **{:?}**\n", self.verdict);
+        if !self.findings.is_empty() {
+            let _ = writeln!(o, "## Findings\n");
+        }
+        for (i, f) in self.findings.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "### {}. {} (`{}`, {:?})\n",
+                i + 1,
+                f.title,
+                kind_name(f),
+                f.severity
+            );
+            let _ = writeln!(o, "**Evidence**\n");
+            for e in &f.evidence {
+                let _ = writeln!(o, "- {e}");
+            }
+            let _ = writeln!(o, "\n**Likely cause:** {}\n", f.cause);
+            let _ = writeln!(o, "**Suggested fix:** {}\n", f.fix);
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(o, "## Notes\n");
+            for n in &self.notes {
+                let _ = writeln!(o, "- {n}");
+            }
+            let _ = writeln!(o);
+        }
+        let _ = writeln!(o, "## Requests\n\n```");
+        o.push_str(&self.request_table(""));
+        let _ = writeln!(o, "```");
+        o
+    }
+
+    fn probe_line(&self) -> String {
+        let p = &self.probe;
+        format!(
+            "{} of {} requests, concurrency {}, timeout {}, {}{}",
+            p.requests_sent,
+            p.requests_planned,
+            p.concurrency,
+            fmt_ms(p.timeout_ms as f64),
+            fmt_ms(p.elapsed_ms as f64),
+            if p.stopped_early {
+                " (stopped early: verdict certain)"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn outcome_line(&self) -> String {
+        self.outcomes
+            .iter()
+            .map(|(k, v)| format!("{k} ×{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn request_table(&self, indent: &str) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "{indent}{:>4} {:>10} {:>8} {:>8}  instance",
+            "#", "latency", "outcome", "counter"
+        );
+        for s in &self.samples {
+            let _ = writeln!(
+                o,
+                "{indent}{:>4} {:>10} {:>8} {:>8}  {}",
+                s.ordinal,
+                fmt_ms(s.latency_ms),
+                s.outcome.label(),
+                s.counter.map_or("-".to_string(), |c| c.to_string()),
+                s.instance.as_deref().unwrap_or("-")
+            );
+        }
+        o
+    }
+}
+
+/// The kebab-case kind name, as in JSON.
+fn kind_name(f: &Finding) -> String {
+    serde_json::to_value(f.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
