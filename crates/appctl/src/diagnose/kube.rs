@@ -29,6 +29,12 @@ pub struct KubeEvidence {
     pub events: Vec<Event>,
     /// Last lines of each restarted container's previous log, as "pod/container" → text.
     pub previous_logs: Vec<(String, String)>,
+    /// Memory usage against limits, from the metrics API.
+    pub memory: Vec<super::kube_more::MemoryUsage>,
+    /// `ps` output per pod, where exec was allowed.
+    pub processes: Vec<(String, String)>,
+    /// What could not be read, and why.
+    pub notes: Vec<String>,
 }
 
 /// One container's restart history, as read from its status.
@@ -171,22 +177,59 @@ pub fn findings(pods: &[Pod], events: &[Event]) -> Vec<Finding> {
     out
 }
 
-/// Fetches pods matching `selector` in `namespace`, their events, and the previous log tail of
-/// restarted containers, with the current kubeconfig.
-pub async fn collect(namespace: &str, selector: &str) -> Result<KubeEvidence, kube::Error> {
+/// Where to look: namespace and selector given by flags, or found from the URL's hostname.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// `--namespace`.
+    pub namespace: Option<String>,
+    /// `--selector`.
+    pub selector: Option<String>,
+    /// Hostname of the probed URL.
+    pub host: String,
+}
+
+/// Namespace and selector used when neither flags nor the hostname say otherwise.
+const DEFAULT_NAMESPACE: &str = "metrics-app";
+const DEFAULT_SELECTOR: &str = "app.kubernetes.io/name=metrics-app";
+
+/// Fetches the pods behind the target (from the flags, else the HTTPRoute or Ingress serving
+/// the hostname and its Service's selector, else metrics-app's defaults), their events, memory
+/// usage (when the metrics API is there), processes (via exec, when allowed and `ps` exists in
+/// the image) and the previous log tail of restarted containers.
+pub async fn collect(target: &Target) -> Result<KubeEvidence, kube::Error> {
     use kube::api::{Api, ListParams, LogParams};
 
     let client = kube::Client::try_default().await?;
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut notes = Vec::new();
+    let (namespace, selector) = match (&target.namespace, &target.selector) {
+        (ns, Some(sel)) => (
+            ns.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+            sel.clone(),
+        ),
+        (ns, None) => match discover(&client, &target.host).await {
+            Some((dns, sel)) => {
+                notes.push(format!(
+                    "pods found from the route for {}: namespace {dns}, selector {sel}",
+                    target.host
+                ));
+                (ns.clone().unwrap_or(dns), sel)
+            }
+            None => (
+                ns.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
+                DEFAULT_SELECTOR.to_string(),
+            ),
+        },
+    };
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let pods = pods_api
-        .list(&ListParams::default().labels(selector))
+        .list(&ListParams::default().labels(&selector))
         .await?
         .items;
     let names: Vec<String> = pods
         .iter()
         .filter_map(|p| p.metadata.name.clone())
         .collect();
-    let events_api: Api<Event> = Api::namespaced(client, namespace);
+    let events_api: Api<Event> = Api::namespaced(client.clone(), &namespace);
     let events = events_api
         .list(&ListParams::default().fields("involvedObject.kind=Pod"))
         .await?
@@ -200,8 +243,31 @@ pub async fn collect(namespace: &str, selector: &str) -> Result<KubeEvidence, ku
         })
         .collect();
     let mut previous_logs = Vec::new();
+    let mut memory = Vec::new();
+    let mut processes = Vec::new();
+    let metrics_api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &namespace,
+        &kube::api::ApiResource {
+            group: "metrics.k8s.io".into(),
+            version: "v1beta1".into(),
+            api_version: "metrics.k8s.io/v1beta1".into(),
+            kind: "PodMetrics".into(),
+            plural: "pods".into(),
+        },
+    );
     for pod in &pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
+        match metrics_api.get(&name).await {
+            Ok(m) => memory.extend(super::kube_more::memory_usage(pod, &m.data)),
+            Err(e) => notes.push(format!("memory usage of {name}: metrics API: {e}")),
+        }
+        match exec_ps(&pods_api, &name).await {
+            Ok(text) => processes.push((name.clone(), text)),
+            Err(e) => notes.push(format!(
+                "processes of {name}: exec of `ps` failed ({e}); distroless images have no ps"
+            )),
+        }
         let statuses = pod
             .status
             .as_ref()
@@ -221,12 +287,83 @@ pub async fn collect(namespace: &str, selector: &str) -> Result<KubeEvidence, ku
         }
     }
     Ok(KubeEvidence {
-        namespace: namespace.to_string(),
-        selector: selector.to_string(),
+        namespace,
+        selector,
         pods,
         events,
         previous_logs,
+        memory,
+        processes,
+        notes,
     })
+}
+
+/// The (namespace, selector) of the pods serving `host`, via HTTPRoutes or Ingresses in any
+/// namespace and the backend Service's selector.
+async fn discover(client: &kube::Client, host: &str) -> Option<(String, String)> {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::networking::v1::Ingress;
+    use kube::api::{Api, ListParams};
+
+    let routes_api: Api<kube::api::DynamicObject> = Api::all_with(
+        client.clone(),
+        &kube::api::ApiResource {
+            group: "gateway.networking.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "gateway.networking.k8s.io/v1".into(),
+            kind: "HTTPRoute".into(),
+            plural: "httproutes".into(),
+        },
+    );
+    let routes: Vec<serde_json::Value> = routes_api
+        .list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let ingresses: Vec<serde_json::Value> = Api::<Ingress>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| {
+            l.items
+                .into_iter()
+                .filter_map(|o| serde_json::to_value(o).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (ns, svc) = super::kube_more::backend_for_host(host, &routes, &ingresses)?;
+    let service = Api::<Service>::namespaced(client.clone(), &ns)
+        .get(&svc)
+        .await
+        .ok()?;
+    Some((ns, super::kube_more::selector_of(&service)?))
+}
+
+/// Runs `ps` in the pod's first container and returns its output.
+async fn exec_ps(pods: &kube::api::Api<Pod>, name: &str) -> Result<String, String> {
+    use tokio::io::AsyncReadExt;
+
+    let mut attached = pods
+        .exec(
+            name,
+            ["ps", "-eo", "pid,ppid,pcpu,args"],
+            &kube::api::AttachParams::default().stderr(false),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    if let Some(mut stdout) = attached.stdout() {
+        let _ = stdout.read_to_string(&mut out).await;
+    }
+    attached.join().await.map_err(|e| e.to_string())?;
+    if out.trim().is_empty() {
+        return Err("no output".into());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

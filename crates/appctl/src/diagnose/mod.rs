@@ -12,6 +12,7 @@ pub mod analysis;
 pub mod counter;
 pub mod errors;
 pub mod kube;
+pub mod kube_more;
 pub mod latency;
 pub mod metrics;
 pub mod model;
@@ -71,12 +72,14 @@ pub struct DiagnoseArgs {
     /// Read the pods behind the target from Kubernetes (current kubeconfig).
     #[arg(long)]
     pub kube: bool,
-    /// Namespace of the pods, with --kube.
-    #[arg(long, default_value = "metrics-app")]
-    pub namespace: String,
-    /// Label selector of the pods, with --kube.
-    #[arg(long, default_value = "app.kubernetes.io/name=metrics-app")]
-    pub selector: String,
+    /// Namespace of the pods, with --kube (default: found from the route serving the URL's
+    /// hostname, else `metrics-app`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Label selector of the pods, with --kube (default: the selector of the Service behind
+    /// the route serving the URL's hostname, else `app.kubernetes.io/name=metrics-app`).
+    #[arg(long)]
+    pub selector: Option<String>,
     /// Response header naming the answering instance.
     #[arg(long, default_value = "x-instance")]
     pub instance_header: String,
@@ -113,6 +116,8 @@ pub struct Config {
     pub plan: probe::Plan,
     /// Port of the target when it is on this host (for finding its process).
     pub local_port: Option<u16>,
+    /// Hostname of the target (for finding its pods from the route).
+    pub host: String,
     /// The flags.
     pub args: DiagnoseArgs,
 }
@@ -177,6 +182,7 @@ pub fn validate(args: DiagnoseArgs) -> Result<Config, UsageError> {
             instance_header: args.instance_header.clone(),
         },
         local_port,
+        host: url.host_str().unwrap_or_default().to_string(),
         args,
     })
 }
@@ -320,7 +326,12 @@ pub async fn diagnose(config: &Config) -> Report {
     };
 
     let kube_evidence = if config.args.kube {
-        match kube::collect(&config.args.namespace, &config.args.selector).await {
+        let target = kube::Target {
+            namespace: config.args.namespace.clone(),
+            selector: config.args.selector.clone(),
+            host: config.host.clone(),
+        };
+        match kube::collect(&target).await {
             Ok(k) => {
                 if k.pods.is_empty() {
                     notes.push(format!(
@@ -328,7 +339,18 @@ pub async fn diagnose(config: &Config) -> Report {
                         k.selector, k.namespace
                     ));
                 }
+                notes.extend(k.notes.iter().map(|n| format!("kubernetes evidence: {n}")));
                 merge(&mut findings, kube::findings(&k.pods, &k.events));
+                merge(
+                    &mut findings,
+                    kube_more::near_limit(&k.memory).into_iter().collect(),
+                );
+                for (pod, ps) in &k.processes {
+                    merge(
+                        &mut findings,
+                        kube_more::busy_processes(pod, ps).into_iter().collect(),
+                    );
+                }
                 Some(k)
             }
             Err(e) => {

@@ -112,6 +112,8 @@ pub enum Kind {
     InstanceSkew,
     /// Memory grows with every request.
     MemoryGrowth,
+    /// A container uses 90 % or more of its memory limit.
+    MemoryNearLimit,
     /// The target started child processes during the probe.
     ChildProcesses,
     /// A container was killed for exceeding its memory limit.

@@ -143,6 +143,22 @@ impl Report {
             let _ = writeln!(o, "   likely cause: {}", f.cause);
             let _ = writeln!(o, "   suggested fix: {}", f.fix);
         }
+        if let Some(k) = &self.kube {
+            let _ = writeln!(
+                o,
+                "\nkubernetes: {} pod(s) in namespace {} matching {}",
+                k.pods.len(),
+                k.namespace,
+                k.selector
+            );
+            for (container, log) in &k.previous_logs {
+                let _ = writeln!(o, "  previous log of {container} (last lines):");
+                let lines: Vec<&str> = log.lines().collect();
+                for line in &lines[lines.len().saturating_sub(8)..] {
+                    let _ = writeln!(o, "    {line}");
+                }
+            }
+        }
         for n in &self.notes {
             let _ = writeln!(o, "\nnote: {n}");
         }
