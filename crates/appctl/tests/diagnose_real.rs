@@ -76,6 +76,7 @@ fn slow_even_fault_is_named_as_a_period_with_child_processes() {
         c["evidence"].to_string().contains("burn-cpu"),
         "the burner's command line is evidence: {c:#}"
     );
+    assert!(p["named_at_request"].as_u64().unwrap() <= 12, "{p:#}");
     // Named within 12 requests, then stopped.
     let sent = report["probe"]["requests_sent"].as_u64().unwrap();
     assert!(sent <= 12, "took {sent} requests");
@@ -158,6 +159,8 @@ fn python_server_that_leaks_and_dies_behind_nginx_is_unavailable_with_502s() {
     // Three requests are served (40, 80, 120 MB); the 4th kills it.
     assert_eq!(u["from_request"], 4, "{u:#}");
     assert_eq!(u["recovered_at"], serde_json::Value::Null);
+    // Named at the second failed request: one 502 alone is not an outage.
+    assert_eq!(u["named_at_request"], 5, "{u:#}");
     let e = finding(&report, "server-errors");
     assert!(e["gateway_errors"].as_u64().unwrap() >= 2);
     assert_eq!(

@@ -52,12 +52,16 @@ pub fn median(values: &[f64]) -> f64 {
     quantile(&v, 0.5)
 }
 
-/// Samples that say something about latency: answered or timed out (a refused connection
-/// answers fast and means something else), without the warm-up request.
+/// Samples that say something about latency: answered successfully or timed out, without the
+/// warm-up request. Failures are left out: a proxy's instant 502 or a refused connection is
+/// fast for reasons that belong to the error analysis.
 pub fn timed(samples: &[Sample]) -> Vec<&Sample> {
     samples
         .iter()
-        .filter(|s| s.ordinal > 1 && !s.outcome.is_connection_error())
+        .filter(|s| {
+            s.ordinal > 1
+                && (s.outcome.is_success() || matches!(s.outcome, super::model::Outcome::Timeout))
+        })
         .collect()
 }
 

@@ -56,6 +56,9 @@ pub struct DiagnoseArgs {
     /// Time limit for the whole probe.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     pub max_time: Duration,
+    /// Pause between requests (e.g. 500ms to watch a crash and the restart that follows).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
     /// Send every request even when the verdict is already certain.
     #[arg(long)]
     pub no_early_stop: bool,
@@ -163,6 +166,12 @@ pub fn validate(args: DiagnoseArgs) -> Result<Config, UsageError> {
         args.max_time >= Duration::from_secs(1) && args.max_time <= Duration::from_secs(3600),
         "1s..=1h",
     )?;
+    range(
+        "interval",
+        humantime::format_duration(args.interval).to_string(),
+        args.interval <= Duration::from_secs(60),
+        "0s..=1m",
+    )?;
     let local = matches!(
         url.host_str(),
         Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
@@ -180,6 +189,7 @@ pub fn validate(args: DiagnoseArgs) -> Result<Config, UsageError> {
             timeout: args.timeout,
             max_time: args.max_time,
             instance_header: args.instance_header.clone(),
+            interval: args.interval,
         },
         local_port,
         host: url.host_str().unwrap_or_default().to_string(),
@@ -257,6 +267,7 @@ pub async fn diagnose(config: &Config) -> Report {
 
     let started = Instant::now();
     let mut new_children: BTreeMap<i32, process::Child> = BTreeMap::new();
+    let mut named_at: BTreeMap<String, usize> = BTreeMap::new();
     let early = !config.args.no_early_stop;
     let samples = probe::run(&config.plan, |samples: &[Sample]| {
         if let Some(b) = &before
@@ -269,9 +280,14 @@ pub async fn diagnose(config: &Config) -> Report {
             }
         }
         let n = samples.len();
-        early
-            && (n <= 100 || n % 25 == 0)
-            && analysis::analyze(samples, sequential, timeout_ms).certain
+        if n > 100 && n % 25 != 0 {
+            return false;
+        }
+        let so_far = analysis::analyze(samples, sequential, timeout_ms);
+        for f in &so_far.findings {
+            named_at.entry(kind_key(f)).or_insert(n);
+        }
+        early && so_far.certain
     })
     .await;
     let elapsed = started.elapsed();
@@ -284,6 +300,9 @@ pub async fn diagnose(config: &Config) -> Report {
     };
     let http = analysis::analyze(&samples, sequential, timeout_ms);
     let mut findings = http.findings;
+    for f in &mut findings {
+        f.named_at_request = named_at.get(&kind_key(f)).copied();
+    }
 
     let process_evidence = before.map(|b| {
         let after = process::read::snapshot(b.pid);
@@ -401,6 +420,14 @@ pub async fn diagnose(config: &Config) -> Report {
     };
     report.rank();
     report
+}
+
+/// The JSON name of a finding's kind.
+fn kind_key(f: &Finding) -> String {
+    serde_json::to_value(f.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// Adds `new` findings; one of a kind already present lends its evidence to the existing one

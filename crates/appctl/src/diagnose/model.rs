@@ -137,6 +137,10 @@ pub struct Finding {
     pub cause: String,
     /// The suggested fix.
     pub fix: String,
+    /// For findings from the HTTP evidence: how many requests had been sent when the probe
+    /// first showed this finding (the speed of the diagnosis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub named_at_request: Option<usize>,
     /// Kind-specific fields (e.g. `period`, `phase`, `slow_ms`, `fast_ms`), flattened into the
     /// finding's JSON object.
     #[serde(flatten)]
@@ -153,6 +157,7 @@ impl Finding {
             evidence: Vec::new(),
             cause: String::new(),
             fix: String::new(),
+            named_at_request: None,
             details: serde_json::Map::new(),
         }
     }

@@ -26,6 +26,8 @@ pub struct Plan {
     pub max_time: Duration,
     /// Response header naming the answering instance.
     pub instance_header: String,
+    /// Pause before each request after the first (per worker), to watch a service over time.
+    pub interval: Duration,
 }
 
 /// Why a probe could not run at all.
@@ -68,6 +70,9 @@ pub async fn run(
                 let ordinal = next.fetch_add(1, Ordering::SeqCst);
                 if ordinal > plan.requests {
                     break;
+                }
+                if ordinal > plan.concurrency && !plan.interval.is_zero() {
+                    tokio::time::sleep(plan.interval).await;
                 }
                 let sample = one(&client, &plan, ordinal, started).await;
                 // Wait for the verdict on this sample before sending another: a fast-failing
