@@ -1,1 +1,23 @@
 //! The cluster topology built from real local processes, for tests and for people to explore.
+//!
+//! # Layout
+//! - [`process`]: free ports, child processes with captured output, signals by PID, and a
+//!   drop guard that kills every process even when a test fails.
+//! - [`redis`]: `redis-server` with AOF (`appendfsync always`) in a temp dir.
+//! - [`replica`]: the real `metrics-app` binary with the Redis store.
+//! - [`nginx`]: the gateway, retrying only on connection errors (the reasoning is there).
+//! - [`rules`]: alert rules extracted from the chart's PrometheusRule, checked by promtool.
+//! - [`monitoring`]: Prometheus, Alertmanager and the webhook that records alerts.
+//! - [`topology`]: all of the above started together.
+//! - [`load`]: a bounded load generator and checks on the counter values it saw.
+
+pub mod load;
+pub mod monitoring;
+pub mod nginx;
+pub mod process;
+pub mod redis;
+pub mod replica;
+pub mod rules;
+pub mod topology;
+
+pub use topology::{Options, Topology};

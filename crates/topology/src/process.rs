@@ -1,0 +1,183 @@
+//! Child processes owned by the harness: free ports, spawning with captured output, signals by
+//! PID, and a drop guard that kills the process so nothing outlives a failed test.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// A free TCP port on 127.0.0.1 (bound, then released for a child process to take).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")
+        .context("binding a free port")?
+        .local_addr()?
+        .port())
+}
+
+/// Polls until something accepts TCP connections on `port`, or fails after `deadline`.
+pub fn wait_tcp(port: u16, deadline: Duration, what: &str) -> Result<()> {
+    let until = Instant::now() + deadline;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > until {
+            bail!("{what} did not listen on 127.0.0.1:{port} within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Polls `url` until it answers 200, or fails after `deadline`.
+pub async fn wait_http_ok(url: &str, deadline: Duration) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let until = Instant::now() + deadline;
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            bail!("{url} did not answer 200 within {deadline:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A running child process, killed (SIGKILL) and reaped when dropped.
+pub struct Proc {
+    /// Short name used in messages ("redis", "replica-1", …).
+    pub name: String,
+    child: Option<Child>,
+    output: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout and stderr captured into memory.
+    pub fn spawn(name: &str, mut cmd: Command) -> Result<Self> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        let output = Arc::new(Mutex::new(String::new()));
+        let streams: [Option<Box<dyn Read + Send>>; 2] = [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ];
+        for stream in streams.into_iter().flatten() {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Ok(mut out) = output.lock() {
+                        // Keep memory bounded: the tail is what explains a failure.
+                        if out.len() > 256 * 1024 {
+                            let cut = out.len() - 128 * 1024;
+                            let cut = (cut..out.len())
+                                .find(|i| out.is_char_boundary(*i))
+                                .unwrap_or(0);
+                            out.drain(..cut);
+                        }
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                }
+            });
+        }
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            output,
+        })
+    }
+
+    /// The process id, if the process has not been reaped yet.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends `signal` (e.g. `TERM`, `KILL`) to the process by PID with `kill(1)`.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let Some(pid) = self.pid() else {
+            bail!("{} is not running", self.name)
+        };
+        signal_pid(pid, signal)
+    }
+
+    /// Waits for the process to exit, at most `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Result<ExitStatus> {
+        let until = Instant::now() + deadline;
+        let Some(child) = self.child.as_mut() else {
+            bail!("{} was already reaped", self.name)
+        };
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > until {
+                bail!("{} did not exit within {deadline:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Everything the process printed so far (the tail, if it printed a lot).
+    pub fn output(&self) -> String {
+        self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sends `signal` to `pid` with `kill(1)` (the workspace forbids `unsafe`, so no libc call).
+pub fn signal_pid(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed: {status}");
+    }
+    Ok(())
+}
+
+/// The first existing path among `candidates`, or an error naming the Debian package.
+pub fn find_binary(candidates: &[&str], package: &str) -> Result<std::path::PathBuf> {
+    candidates
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .map(Path::to_path_buf)
+        .with_context(|| {
+            format!("none of {candidates:?} exists: install the Debian package {package}")
+        })
+}

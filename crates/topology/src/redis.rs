@@ -1,0 +1,78 @@
+//! `redis-server` (Debian package) on a free port with its data in a temp dir and AOF on with
+//! `appendfsync always`, so a restart resumes from exactly the last acknowledged increment.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::process::{Proc, find_binary, free_port, wait_tcp};
+
+/// A Redis server that can be stopped and started again on the same port and data dir.
+pub struct Redis {
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    dir: tempfile::TempDir,
+    proc: Option<Proc>,
+}
+
+impl Redis {
+    /// Starts Redis on a free port and waits until it accepts connections.
+    pub fn start() -> Result<Self> {
+        let mut redis = Self {
+            port: free_port()?,
+            dir: tempfile::tempdir().context("creating the redis data dir")?,
+            proc: None,
+        };
+        redis.launch()?;
+        Ok(redis)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let mut cmd = Command::new(find_binary(&["/usr/bin/redis-server"], "redis-server")?);
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+        ])
+        .arg(self.dir.path())
+        .args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+        ]);
+        self.proc = Some(Proc::spawn("redis", cmd)?);
+        wait_tcp(self.port, Duration::from_secs(10), "redis-server")
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The PID of the running server, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+
+    /// Graceful stop (SIGTERM: Redis flushes the AOF) and wait for the exit.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut proc) = self.proc.take() {
+            proc.signal("TERM")?;
+            proc.wait_exit(Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// Starts the server again (same port, same AOF).
+    pub fn start_again(&mut self) -> Result<()> {
+        self.launch()
+    }
+}
