@@ -91,7 +91,7 @@ wait_http "http://127.0.0.1:$LEAK_PORT/healthz"
 NGINX_PORT=$(free_port)
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx/nginx.conf" <<EOF
-worker_processes 1;
+master_process off;
 daemon off;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;

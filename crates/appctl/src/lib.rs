@@ -8,3 +8,9 @@
 
 pub mod diagnose;
 pub mod platform;
+
+/// The plain-HTTP client builder every probe and check uses (the targets are local: the kind
+/// gateway, port-forwards, 127.0.0.1). HTTPS is used once, in [`platform::up`], via hyper-rustls.
+pub fn http() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+}

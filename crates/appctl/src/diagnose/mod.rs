@@ -448,7 +448,7 @@ async fn scrape(
     notes: &mut Vec<String>,
     when: &str,
 ) -> Option<metrics::Reading> {
-    let client = reqwest::Client::builder()
+    let client = crate::http()
         .timeout(timeout.max(Duration::from_secs(2)))
         .no_proxy()
         .build()

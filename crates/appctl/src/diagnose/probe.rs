@@ -44,7 +44,7 @@ pub async fn run(
     plan: &Plan,
     mut observe: impl FnMut(&[Sample]) -> bool,
 ) -> Result<Vec<Sample>, ProbeError> {
-    let client = reqwest::Client::builder()
+    let client = crate::http()
         .timeout(plan.timeout)
         .pool_max_idle_per_host(plan.concurrency)
         // Measure the target itself, not a proxy configured in the environment.

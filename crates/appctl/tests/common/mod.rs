@@ -127,7 +127,7 @@ pub fn nginx(dir: &Path, backend_port: u16) -> Proc {
     let port = free_port();
     let d = dir.display();
     let conf = format!(
-        "worker_processes 1;\n\
+        "master_process off;\n\
          daemon off;\n\
          pid {d}/nginx.pid;\n\
          error_log {d}/nginx-error.log warn;\n\

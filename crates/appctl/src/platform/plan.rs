@@ -1,0 +1,589 @@
+//! The plan of `appctl up`: an ordered list of steps computed by a pure function from what was
+//! observed (tools, cluster, platform) and the options. Every step says why it runs or why it
+//! is skipped, so `--dry-run` explains itself and a second `up` shows only skips and checks.
+
+use serde::Serialize;
+
+/// A command-line tool appctl needs, as found on this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Tool {
+    /// Found, with this version.
+    Present {
+        /// Parsed version, e.g. `0.29.0`.
+        version: String,
+    },
+    /// Not on PATH.
+    Missing,
+    /// Found but not usable (e.g. the Docker daemon is not reachable).
+    Broken {
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// State of one ArgoCD Application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppState {
+    /// Application name.
+    pub name: String,
+    /// `Synced`, `OutOfSync`, `Unknown`.
+    pub sync: String,
+    /// `Healthy`, `Progressing`, `Degraded`, `Missing`, …
+    pub health: String,
+    /// Revision last synced.
+    pub revision: String,
+}
+
+impl AppState {
+    /// Synced and Healthy.
+    pub fn is_ready(&self) -> bool {
+        self.sync == "Synced" && self.health == "Healthy"
+    }
+}
+
+/// Everything `up` looks at before acting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Observed {
+    /// `docker` and its daemon.
+    pub docker: Tool,
+    /// `kind`.
+    pub kind: Tool,
+    /// `kubectl` (for the user's follow-up commands; appctl talks to the API itself).
+    pub kubectl: Tool,
+    /// `git`.
+    pub git: Tool,
+    /// The kind cluster exists.
+    pub cluster_exists: bool,
+    /// The image tag is already loaded into the node.
+    pub image_loaded: bool,
+    /// ArgoCD's CRDs and server are installed.
+    pub argocd_installed: bool,
+    /// The bootstrap manifests (git server, ArgoCD UI service) are applied.
+    pub bootstrap_applied: bool,
+    /// The secret backend's token Secrets exist.
+    pub backend_token_present: bool,
+    /// Commit the in-cluster git server has on `main`, if reachable.
+    pub git_server_revision: Option<String>,
+    /// The password is in the secret backend.
+    pub password_present: bool,
+    /// The root Application's (repo URL, revision, image tag), if it exists.
+    pub root_app: Option<(String, String, String)>,
+    /// Every Application's state.
+    pub apps: Vec<AppState>,
+}
+
+impl Observed {
+    /// A machine with nothing installed and no cluster.
+    pub fn nothing() -> Self {
+        Self {
+            docker: Tool::Missing,
+            kind: Tool::Missing,
+            kubectl: Tool::Missing,
+            git: Tool::Missing,
+            cluster_exists: false,
+            image_loaded: false,
+            argocd_installed: false,
+            bootstrap_applied: false,
+            backend_token_present: false,
+            git_server_revision: None,
+            password_present: false,
+            root_app: None,
+            apps: Vec::new(),
+        }
+    }
+}
+
+/// Where ArgoCD reads the manifests from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Source {
+    /// This checkout, pushed to the in-cluster git server.
+    Local {
+        /// The commit pushed (HEAD of the checkout).
+        commit: String,
+    },
+    /// A remote repository (`--repo-url`, `--revision`): nothing is pushed.
+    Remote {
+        /// Repository URL.
+        url: String,
+        /// Branch, tag or commit.
+        revision: String,
+    },
+}
+
+/// What the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpOptions {
+    /// Image tag: the git commit, `-dirty` for uncommitted changes.
+    pub image_tag: String,
+    /// Manifest source.
+    pub source: Source,
+}
+
+/// Repository URL of the in-cluster git server (docs/platform-contract.md).
+pub const IN_CLUSTER_REPO: &str =
+    "http://git-server.gitops.svc.cluster.local/appctl/metrics-app.git";
+
+/// One thing `up` does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// `kind create cluster --config deploy/kind/cluster.yaml`.
+    CreateCluster,
+    /// `docker build` of the metrics-app image.
+    BuildImage {
+        /// Tag.
+        tag: String,
+    },
+    /// `kind load docker-image`.
+    LoadImage {
+        /// Tag.
+        tag: String,
+    },
+    /// ArgoCD's pinned install manifest, server-side applied.
+    InstallArgoCd,
+    /// deploy/bootstrap: the git server and the ArgoCD UI NodePort.
+    ApplyBootstrap,
+    /// Secret `openbao-token` in `openbao` and `external-secrets`.
+    CreateBackendToken,
+    /// `git push` of the checkout to the in-cluster git server.
+    PushCheckout {
+        /// Commit pushed.
+        commit: String,
+    },
+    /// The root Application, pointing at the source with the image tag.
+    ApplyRootApp {
+        /// Repository URL.
+        repo_url: String,
+        /// Revision.
+        revision: String,
+        /// Image tag.
+        tag: String,
+    },
+    /// PASSWORD into OpenBao (once OpenBao runs).
+    WritePassword,
+    /// Wait until every Application is Synced and Healthy.
+    WaitSynced,
+    /// `GET http://metrics-app.localtest.me/counter` through the gateway.
+    CheckGateway,
+}
+
+/// A step: the action, whether it runs, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// What.
+    #[serde(flatten)]
+    pub action: Action,
+    /// False when the observed state already has it.
+    pub run: bool,
+    /// Why it runs or is skipped.
+    pub reason: String,
+}
+
+/// A prerequisite that stops `up` before it changes anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    /// The tool.
+    pub tool: &'static str,
+    /// What is wrong.
+    pub problem: String,
+    /// How to fix it.
+    pub fix: &'static str,
+}
+
+/// Oldest kind release whose node images and config this project uses.
+pub const MIN_KIND: (u64, u64) = (0, 29);
+/// Oldest kubectl minor supported against the 1.33 cluster (one minor of skew).
+pub const MIN_KUBECTL: (u64, u64) = (1, 32);
+
+/// `major.minor` of a version string like `0.29.0` or `v1.33.1`.
+pub fn major_minor(version: &str) -> Option<(u64, u64)> {
+    let v = version.trim().trim_start_matches('v');
+    let mut it = v.split(['.', '-', '+']);
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Checks the tools; every problem is reported at once.
+pub fn prerequisites(o: &Observed) -> Vec<Missing> {
+    let mut out = Vec::new();
+    let mut check = |tool: &'static str,
+                     state: &Tool,
+                     min: Option<(u64, u64)>,
+                     fix: &'static str| {
+        match state {
+            Tool::Missing => out.push(Missing {
+                tool,
+                problem: "not found on PATH".into(),
+                fix,
+            }),
+            Tool::Broken { reason } => out.push(Missing {
+                tool,
+                problem: reason.clone(),
+                fix,
+            }),
+            Tool::Present { version } => {
+                if let Some(min) = min
+                    && major_minor(version).is_none_or(|v| v < min)
+                {
+                    out.push(Missing {
+                        tool,
+                        problem: format!("version {version} is older than {}.{}", min.0, min.1),
+                        fix,
+                    });
+                }
+            }
+        }
+    };
+    check(
+        "docker",
+        &o.docker,
+        None,
+        "install Docker Engine or Docker Desktop and start it (https://docs.docker.com/engine/install/)",
+    );
+    check(
+        "kind",
+        &o.kind,
+        Some(MIN_KIND),
+        "install kind v0.29 or newer (https://kind.sigs.k8s.io/docs/user/quick-start/#installation)",
+    );
+    check(
+        "kubectl",
+        &o.kubectl,
+        Some(MIN_KUBECTL),
+        "install kubectl 1.32 or newer (https://kubernetes.io/docs/tasks/tools/)",
+    );
+    check(
+        "git",
+        &o.git,
+        None,
+        "install git (https://git-scm.com/downloads)",
+    );
+    out
+}
+
+/// Computes the ordered steps of `up`, or the missing prerequisites (nothing is done then).
+pub fn plan(o: &Observed, opts: &UpOptions) -> Result<Vec<Step>, Vec<Missing>> {
+    let missing = prerequisites(o);
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    let mut steps = Vec::new();
+    let mut step = |action: Action, run: bool, reason: &str| {
+        steps.push(Step {
+            action,
+            run,
+            reason: reason.to_string(),
+        })
+    };
+    let fresh = !o.cluster_exists;
+    step(
+        Action::CreateCluster,
+        fresh,
+        if fresh {
+            "no kind cluster named metrics-app"
+        } else {
+            "cluster exists, skipping"
+        },
+    );
+    let tag = opts.image_tag.clone();
+    let loaded = o.image_loaded && !fresh;
+    step(
+        Action::BuildImage { tag: tag.clone() },
+        !loaded,
+        if loaded {
+            "image already in the node, skipping"
+        } else {
+            "image tag not in the node yet"
+        },
+    );
+    step(
+        Action::LoadImage { tag: tag.clone() },
+        !loaded,
+        if loaded {
+            "image already in the node, skipping"
+        } else {
+            "the node pulls nothing: images are loaded"
+        },
+    );
+    let argocd = o.argocd_installed && !fresh;
+    step(
+        Action::InstallArgoCd,
+        !argocd,
+        if argocd {
+            "ArgoCD installed, skipping"
+        } else {
+            "ArgoCD not installed"
+        },
+    );
+    let boot = o.bootstrap_applied && !fresh;
+    step(
+        Action::ApplyBootstrap,
+        !boot,
+        if boot {
+            "git server and ArgoCD UI service present, skipping"
+        } else {
+            "git server and ArgoCD UI service missing"
+        },
+    );
+    let token = o.backend_token_present && !fresh;
+    step(
+        Action::CreateBackendToken,
+        !token,
+        if token {
+            "secret backend token present, skipping"
+        } else {
+            "secret backend token missing (generated, never written to git or disk)"
+        },
+    );
+    let (repo_url, revision) = match &opts.source {
+        Source::Local { commit } => {
+            let pushed = o.git_server_revision.as_deref() == Some(commit.as_str()) && !fresh;
+            step(
+                Action::PushCheckout {
+                    commit: commit.clone(),
+                },
+                !pushed,
+                if pushed {
+                    "git server already has this commit, skipping"
+                } else {
+                    "git server does not have this commit"
+                },
+            );
+            (IN_CLUSTER_REPO.to_string(), "main".to_string())
+        }
+        Source::Remote { url, revision } => (url.clone(), revision.clone()),
+    };
+    let want = (repo_url.clone(), revision.clone(), tag.clone());
+    let root_ok = o.root_app.as_ref() == Some(&want) && !fresh;
+    step(
+        Action::ApplyRootApp {
+            repo_url,
+            revision,
+            tag,
+        },
+        !root_ok,
+        if root_ok {
+            "root Application up to date, skipping"
+        } else if o.root_app.is_some() {
+            "root Application points elsewhere: updating"
+        } else {
+            "root Application missing"
+        },
+    );
+    let pw = o.password_present && !fresh;
+    step(
+        Action::WritePassword,
+        !pw,
+        if pw {
+            "password present in the secret backend, skipping"
+        } else {
+            "password not in the secret backend (OpenBao dev mode keeps it in memory)"
+        },
+    );
+    let all_ready = !o.apps.is_empty() && o.apps.iter().all(AppState::is_ready) && root_ok;
+    step(
+        Action::WaitSynced,
+        true,
+        if all_ready {
+            "every Application Synced and Healthy: verifying"
+        } else {
+            "waiting for every Application to be Synced and Healthy"
+        },
+    );
+    step(
+        Action::CheckGateway,
+        true,
+        "/counter must answer through the gateway",
+    );
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools() -> Observed {
+        Observed {
+            docker: Tool::Present {
+                version: "27.3.1".into(),
+            },
+            kind: Tool::Present {
+                version: "0.29.0".into(),
+            },
+            kubectl: Tool::Present {
+                version: "v1.33.1".into(),
+            },
+            git: Tool::Present {
+                version: "2.47.3".into(),
+            },
+            ..Observed::nothing()
+        }
+    }
+
+    fn local() -> UpOptions {
+        UpOptions {
+            image_tag: "3f2a1c0".into(),
+            source: Source::Local {
+                commit: "3f2a1c0".into(),
+            },
+        }
+    }
+
+    fn running(steps: &[Step]) -> Vec<&Action> {
+        steps.iter().filter(|s| s.run).map(|s| &s.action).collect()
+    }
+
+    #[test]
+    fn fresh_machine_runs_every_step_in_order() {
+        let steps = plan(&tools(), &local()).expect("plan");
+        assert!(steps.iter().all(|s| s.run), "{steps:#?}");
+        let names: Vec<String> = steps
+            .iter()
+            .map(|s| {
+                format!("{:?}", s.action)
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "CreateCluster",
+                "BuildImage",
+                "LoadImage",
+                "InstallArgoCd",
+                "ApplyBootstrap",
+                "CreateBackendToken",
+                "PushCheckout",
+                "ApplyRootApp",
+                "WritePassword",
+                "WaitSynced",
+                "CheckGateway"
+            ]
+        );
+    }
+
+    fn everything_up() -> Observed {
+        Observed {
+            cluster_exists: true,
+            image_loaded: true,
+            argocd_installed: true,
+            bootstrap_applied: true,
+            backend_token_present: true,
+            git_server_revision: Some("3f2a1c0".into()),
+            password_present: true,
+            root_app: Some((IN_CLUSTER_REPO.into(), "main".into(), "3f2a1c0".into())),
+            apps: vec![AppState {
+                name: "metrics-app".into(),
+                sync: "Synced".into(),
+                health: "Healthy".into(),
+                revision: "3f2a1c0".into(),
+            }],
+            ..tools()
+        }
+    }
+
+    #[test]
+    fn second_up_only_verifies() {
+        let steps = plan(&everything_up(), &local()).expect("plan");
+        assert_eq!(
+            running(&steps),
+            vec![&Action::WaitSynced, &Action::CheckGateway]
+        );
+        assert!(steps[0].reason.contains("cluster exists, skipping"));
+    }
+
+    #[test]
+    fn existing_cluster_with_a_new_commit_builds_pushes_and_updates_the_root_app() {
+        let mut o = everything_up();
+        o.image_loaded = false;
+        let opts = UpOptions {
+            image_tag: "9b8c7d6-dirty".into(),
+            source: Source::Local {
+                commit: "9b8c7d6".into(),
+            },
+        };
+        let steps = plan(&o, &opts).expect("plan");
+        let run = running(&steps);
+        assert!(run.contains(&&Action::BuildImage {
+            tag: "9b8c7d6-dirty".into()
+        }));
+        assert!(run.contains(&&Action::PushCheckout {
+            commit: "9b8c7d6".into()
+        }));
+        assert!(!run.contains(&&Action::CreateCluster) && !run.contains(&&Action::InstallArgoCd));
+        let root = steps
+            .iter()
+            .find(|s| matches!(s.action, Action::ApplyRootApp { .. }))
+            .expect("root step");
+        assert!(root.run && root.reason.contains("points elsewhere"));
+    }
+
+    #[test]
+    fn partly_synced_platform_waits_and_rewrites_a_lost_password() {
+        let mut o = everything_up();
+        o.password_present = false;
+        o.apps[0].health = "Progressing".into();
+        let steps = plan(&o, &local()).expect("plan");
+        assert_eq!(
+            running(&steps),
+            vec![
+                &Action::WritePassword,
+                &Action::WaitSynced,
+                &Action::CheckGateway
+            ]
+        );
+        assert!(steps[9].reason.starts_with("waiting"));
+    }
+
+    #[test]
+    fn a_remote_repository_pushes_nothing() {
+        let opts = UpOptions {
+            image_tag: "3f2a1c0".into(),
+            source: Source::Remote {
+                url: "https://github.com/you/metrics-app.git".into(),
+                revision: "v1.2.0".into(),
+            },
+        };
+        let steps = plan(&tools(), &opts).expect("plan");
+        assert!(
+            !steps
+                .iter()
+                .any(|s| matches!(s.action, Action::PushCheckout { .. }))
+        );
+        assert!(steps.iter().any(|s| s.action
+            == Action::ApplyRootApp {
+                repo_url: "https://github.com/you/metrics-app.git".into(),
+                revision: "v1.2.0".into(),
+                tag: "3f2a1c0".into()
+            }));
+    }
+
+    #[test]
+    fn missing_prerequisites_are_all_reported_and_nothing_is_planned() {
+        let mut o = tools();
+        o.docker = Tool::Broken {
+            reason: "Cannot connect to the Docker daemon".into(),
+        };
+        o.kind = Tool::Present {
+            version: "0.20.0".into(),
+        };
+        o.kubectl = Tool::Missing;
+        let missing = plan(&o, &local()).expect_err("must refuse");
+        let tools: Vec<&str> = missing.iter().map(|m| m.tool).collect();
+        assert_eq!(tools, ["docker", "kind", "kubectl"]);
+        assert!(missing[1].problem.contains("older than 0.29"));
+        assert!(missing[2].fix.contains("kubernetes.io"));
+    }
+
+    #[test]
+    fn versions_parse_with_or_without_v_and_suffixes() {
+        assert_eq!(major_minor("v1.33.1"), Some((1, 33)));
+        assert_eq!(major_minor("0.29.0"), Some((0, 29)));
+        assert_eq!(major_minor("1.32.0-gke.1"), Some((1, 32)));
+        assert_eq!(major_minor("garbage"), None);
+    }
+}
