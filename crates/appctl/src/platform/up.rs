@@ -154,6 +154,18 @@ fn describe(a: &Action) -> String {
 
 /// Runs `up`.
 pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
+    // Prerequisites first: nothing else runs (not even git) when one is missing.
+    let machine = Observed {
+        docker: tools::docker(r),
+        kind: tools::kind(r),
+        kubectl: tools::kubectl(r),
+        git: tools::git(r),
+        ..Observed::nothing()
+    };
+    let missing = plan::prerequisites(&machine);
+    if !missing.is_empty() {
+        return Err(prerequisites_error(&missing));
+    }
     let (tag, commit) = tools::image_tag(r)?;
     let source = match &cfg.remote {
         Some((url, revision)) => Source::Remote {
@@ -169,15 +181,7 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
         image_tag: tag.clone(),
         source,
     };
-    let steps = plan::plan(&observed, &opts).map_err(|missing| {
-        Error::Prerequisites(
-            missing
-                .iter()
-                .map(|m| format!("  {}: {} — {}", m.tool, m.problem, m.fix))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    let steps = plan::plan(&observed, &opts).map_err(|m| prerequisites_error(&m))?;
     print_plan(&steps);
     if cfg.dry_run {
         println!("\n--dry-run: nothing was changed");
@@ -299,6 +303,16 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
          next             appctl status | appctl load {APP_URL} --watch-hpa | appctl diagnose {APP_URL} --kube"
     );
     Ok(())
+}
+
+fn prerequisites_error(missing: &[plan::Missing]) -> Error {
+    Error::Prerequisites(
+        missing
+            .iter()
+            .map(|m| format!("  {}: {} — {}", m.tool, m.problem, m.fix))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 fn path(p: &Path) -> String {
