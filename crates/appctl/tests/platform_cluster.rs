@@ -216,8 +216,28 @@ async fn scenario_rollback_disables_auto_sync_then_syncs_the_previous_revision()
             {"id": 3, "revision": "ccccccc3", "source": {"repoURL": "r", "path": "charts/metrics-app"}}
         ]}
     });
+    let root_path = format!("{APPS}/root");
     let server = tokio::spawn(async move {
         answer(&mut handle, "GET", &path, current.clone()).await;
+        answer(
+            &mut handle,
+            "GET",
+            &root_path,
+            app("root", "Synced", "Healthy"),
+        )
+        .await;
+        let root_patch = answer(
+            &mut handle,
+            "PATCH",
+            &root_path,
+            app("root", "Synced", "Healthy"),
+        )
+        .await;
+        assert_eq!(
+            root_patch,
+            json!({"spec": {"syncPolicy": {"automated": null}}}),
+            "root paused first"
+        );
         let first = answer(&mut handle, "PATCH", &path, current.clone()).await;
         let second = answer(&mut handle, "PATCH", &path, current).await;
         (first, second)

@@ -265,9 +265,9 @@ pub struct Rollback {
 }
 
 /// Rolls Application `app` back to history entry `to` (a revision or a history id), or the
-/// one before the current one: disables automated sync (ArgoCD refuses to roll back an
-/// auto-synced app, and auto-sync would undo it), then starts a sync operation at that
-/// history entry's revision.
+/// one before the current one: disables automated sync of the root Application and of `app`
+/// (ArgoCD refuses to roll back an auto-synced app, and auto-sync would undo it), then starts
+/// a sync operation at that history entry's revision.
 pub async fn rollback(client: &kube::Client, app: &str, to: Option<&str>) -> Result<Rollback> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ARGOCD_NS, &application_resource());
@@ -277,6 +277,16 @@ pub async fn rollback(client: &kube::Client, app: &str, to: Option<&str>) -> Res
         .cloned()
         .unwrap_or_default();
     let target = pick_history(&history, to)?;
+    // The root Application (app of apps) would self-heal the child's sync policy straight back:
+    // pause it first. `appctl up` re-applies it with automated sync.
+    if app != "root" && api.get_opt("root").await?.is_some() {
+        api.patch(
+            "root",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"syncPolicy": {"automated": null}}})),
+        )
+        .await?;
+    }
     api.patch(
         app,
         &PatchParams::default(),
@@ -361,8 +371,8 @@ pub fn root_application(repo_url: &str, revision: &str, tag: &str) -> serde_json
     })
 }
 
-/// (repo URL, revision, image tag) of the root Application, if it exists.
-pub async fn root_app(client: &kube::Client) -> Result<Option<(String, String, String)>> {
+/// What the root Application points at, if it exists.
+pub async fn root_app(client: &kube::Client) -> Result<Option<super::plan::RootApp>> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ARGOCD_NS, &application_resource());
     let Some(o) = api.get_opt("root").await? else {
@@ -376,14 +386,15 @@ pub async fn root_app(client: &kube::Client) -> Result<Option<(String, String, S
         .find(|p| p["name"] == "metricsApp.image.tag")
         .and_then(|p| p["value"].as_str())
         .unwrap_or_default();
-    Ok(Some((
-        src["repoURL"].as_str().unwrap_or_default().to_string(),
-        src["targetRevision"]
+    Ok(Some(super::plan::RootApp {
+        repo_url: src["repoURL"].as_str().unwrap_or_default().to_string(),
+        revision: src["targetRevision"]
             .as_str()
             .unwrap_or_default()
             .to_string(),
-        tag.to_string(),
-    )))
+        tag: tag.to_string(),
+        auto_sync: o.data["spec"]["syncPolicy"]["automated"].is_object(),
+    }))
 }
 
 /// Forwards a local port on 127.0.0.1 to `port` of pod `ns/pod` until the returned task is

@@ -231,11 +231,10 @@ pub async fn rollback(args: RollbackArgs) -> Result<()> {
     let done = cluster::rollback(&client, &args.app, args.to.as_deref()).await?;
     println!(
         "{} rolled back to history id {} (revision {}).\n\
-         Automated sync is now OFF for {} (ArgoCD requires it for a rollback; left on, the next \
-         sync would undo it).\n\
-         When the fix is in git, turn it back on:\n  \
-         kubectl -n argocd patch application {} --type merge -p '{{\"spec\":{{\"syncPolicy\":{{\"automated\":{{\"prune\":true,\"selfHeal\":true}}}}}}}}'\n\
-         or re-run `appctl up` (the root Application restores it).\n\
+         Automated sync is now OFF for {} and for the root Application (ArgoCD requires it for a \
+         rollback; left on, the next sync would undo it).\n\
+         When the fix is in git, turn it back on with `appctl up` (it re-applies the root \
+         Application, which restores {}'s automated sync).\n\
          The GitOps way instead: `git revert <commit>` and push; ArgoCD syncs the previous state.",
         args.app, done.id, done.revision, args.app, args.app
     );

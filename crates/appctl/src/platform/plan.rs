@@ -42,6 +42,19 @@ impl AppState {
     }
 }
 
+/// What the root Application points at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RootApp {
+    /// Repository URL.
+    pub repo_url: String,
+    /// Revision.
+    pub revision: String,
+    /// metrics-app image tag.
+    pub tag: String,
+    /// Automated sync on (off after `appctl rollback`).
+    pub auto_sync: bool,
+}
+
 /// Everything `up` looks at before acting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Observed {
@@ -67,8 +80,8 @@ pub struct Observed {
     pub git_server_revision: Option<String>,
     /// The password is in the secret backend.
     pub password_present: bool,
-    /// The root Application's (repo URL, revision, image tag), if it exists.
-    pub root_app: Option<(String, String, String)>,
+    /// The root Application, if it exists.
+    pub root_app: Option<RootApp>,
     /// Every Application's state.
     pub apps: Vec<AppState>,
 }
@@ -354,8 +367,13 @@ pub fn plan(o: &Observed, opts: &UpOptions) -> Result<Vec<Step>, Vec<Missing>> {
         }
         Source::Remote { url, revision } => (url.clone(), revision.clone()),
     };
-    let want = (repo_url.clone(), revision.clone(), tag.clone());
-    let root_ok = o.root_app.as_ref() == Some(&want) && !fresh;
+    let same_target = o
+        .root_app
+        .as_ref()
+        .is_some_and(|r| r.repo_url == repo_url && r.revision == revision && r.tag == tag)
+        && !fresh;
+    let auto_sync = o.root_app.as_ref().is_some_and(|r| r.auto_sync);
+    let root_ok = same_target && auto_sync;
     step(
         Action::ApplyRootApp {
             repo_url,
@@ -365,6 +383,8 @@ pub fn plan(o: &Observed, opts: &UpOptions) -> Result<Vec<Step>, Vec<Missing>> {
         !root_ok,
         if root_ok {
             "root Application up to date, skipping"
+        } else if same_target {
+            "root Application has automated sync off (after a rollback): re-enabling"
         } else if o.root_app.is_some() {
             "root Application points elsewhere: updating"
         } else {
@@ -475,7 +495,12 @@ mod tests {
             backend_token_present: true,
             git_server_revision: Some("3f2a1c0".into()),
             password_present: true,
-            root_app: Some((IN_CLUSTER_REPO.into(), "main".into(), "3f2a1c0".into())),
+            root_app: Some(RootApp {
+                repo_url: IN_CLUSTER_REPO.into(),
+                revision: "main".into(),
+                tag: "3f2a1c0".into(),
+                auto_sync: true,
+            }),
             apps: vec![AppState {
                 name: "metrics-app".into(),
                 sync: "Synced".into(),
@@ -537,6 +562,20 @@ mod tests {
             ]
         );
         assert!(steps[9].reason.starts_with("waiting"));
+    }
+
+    #[test]
+    fn after_a_rollback_up_re_enables_automated_sync() {
+        let mut o = everything_up();
+        if let Some(r) = o.root_app.as_mut() {
+            r.auto_sync = false;
+        }
+        let steps = plan(&o, &local()).expect("plan");
+        let root = steps
+            .iter()
+            .find(|s| matches!(s.action, Action::ApplyRootApp { .. }))
+            .expect("root step");
+        assert!(root.run && root.reason.contains("re-enabling"), "{root:?}");
     }
 
     #[test]
