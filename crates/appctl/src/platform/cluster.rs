@@ -39,6 +39,18 @@ pub async fn apply_yaml(
     yaml: &str,
     default_ns: Option<&str>,
 ) -> Result<usize> {
+    apply_yaml_as(client, yaml, default_ns, FIELD_MANAGER).await
+}
+
+/// [`apply_yaml`] with another field manager: objects appctl changes on top of an upstream
+/// manifest (ArgoCD's `argocd-cmd-params-cm`) keep their own manager, so re-applying the
+/// upstream manifest does not remove those fields.
+pub async fn apply_yaml_as(
+    client: &kube::Client,
+    yaml: &str,
+    default_ns: Option<&str>,
+    manager: &str,
+) -> Result<usize> {
     let mut n = 0;
     for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
         let value =
@@ -48,7 +60,7 @@ pub async fn apply_yaml(
         }
         let obj: DynamicObject =
             serde_yaml_ng::from_value(value).map_err(|e| Error::Manifest(e.to_string()))?;
-        apply_object(client, obj, default_ns).await?;
+        apply_object_as(client, obj, default_ns, manager).await?;
         n += 1;
     }
     Ok(n)
@@ -56,11 +68,21 @@ pub async fn apply_yaml(
 
 use serde::Deserialize;
 
-/// Server-side applies one object.
+/// Server-side applies one object as appctl.
 pub async fn apply_object(
     client: &kube::Client,
     obj: DynamicObject,
     default_ns: Option<&str>,
+) -> Result<()> {
+    apply_object_as(client, obj, default_ns, FIELD_MANAGER).await
+}
+
+/// Server-side applies one object as `manager`.
+pub async fn apply_object_as(
+    client: &kube::Client,
+    obj: DynamicObject,
+    default_ns: Option<&str>,
+    manager: &str,
 ) -> Result<()> {
     let types = obj
         .types
@@ -87,10 +109,30 @@ pub async fn apply_object(
     };
     api.patch(
         &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
+        &PatchParams::apply(manager).force(),
         &Patch::Apply(&obj),
     )
     .await?;
+    Ok(())
+}
+
+/// Restarts a Deployment's pods the way `kubectl rollout restart` does (a template
+/// annotation), so they pick up changed configuration.
+pub async fn restart_deployment(client: &kube::Client, ns: &str, name: &str) -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {
+                "kubectl.kubernetes.io/restartedAt": now.to_string()
+            }}}}})),
+        )
+        .await?;
     Ok(())
 }
 

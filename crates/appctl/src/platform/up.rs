@@ -240,8 +240,12 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
                 let c = connect(&mut client).await?;
                 for f in ["git-server.yaml", "argocd-ui.yaml"] {
                     let yaml = read(&cfg.root.join("deploy/bootstrap").join(f))?;
-                    cluster::apply_yaml(&c, &yaml, None).await?;
+                    // Its own field manager: re-applying ArgoCD's install manifest (which has
+                    // an empty argocd-cmd-params-cm) must not drop server.insecure.
+                    cluster::apply_yaml_as(&c, &yaml, None, "appctl-bootstrap").await?;
                 }
+                // argocd-server reads server.insecure at start.
+                cluster::restart_deployment(&c, "argocd", "argocd-server").await?;
             }
             Action::CreateBackendToken => {
                 let c = connect(&mut client).await?;
