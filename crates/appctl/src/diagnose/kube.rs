@@ -11,6 +11,14 @@ use serde::Serialize;
 
 use super::model::{Finding, Kind, Severity};
 
+/// A pod's container statuses (empty before the kubelet reports any).
+pub fn container_statuses(pod: &Pod) -> &[k8s_openapi::api::core::v1::ContainerStatus] {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default()
+}
+
 /// Event reasons worth showing next to restarts.
 const EVENT_REASONS: [&str; 5] = ["BackOff", "Unhealthy", "OOMKilling", "Killing", "Failed"];
 
@@ -64,11 +72,7 @@ pub fn findings(pods: &[Pod], events: &[Event]) -> Vec<Finding> {
                     .map(|q| q.0.clone())
             })
         };
-        let statuses = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.clone())
-            .unwrap_or_default();
+        let statuses = container_statuses(pod);
         for cs in statuses {
             let terminated = cs
                 .last_state
@@ -268,11 +272,7 @@ pub async fn collect(target: &Target) -> Result<KubeEvidence, kube::Error> {
                 "processes of {name}: exec of `ps` failed ({e}); distroless images have no ps"
             )),
         }
-        let statuses = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.clone())
-            .unwrap_or_default();
+        let statuses = container_statuses(pod);
         for cs in statuses.iter().filter(|c| c.restart_count > 0) {
             let params = LogParams {
                 container: Some(cs.name.clone()),

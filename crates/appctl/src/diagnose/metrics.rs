@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::model::{Finding, Kind, Severity};
-use super::process::memory_growth;
+use super::process::{is_leak, memory_growth};
 
 /// What one scrape says.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -97,8 +97,7 @@ pub fn findings(before: &Reading, after: Option<&Reading>, requests: usize) -> V
     };
     if let Some((a, b)) = pair {
         let (a, b) = (a.max(0.0) as u64, b.max(0.0) as u64);
-        let grown = b.saturating_sub(a);
-        if grown >= 32 * 1024 * 1024 && grown as f64 / requests.max(1) as f64 >= 1024.0 * 1024.0 {
+        if is_leak(b.saturating_sub(a), requests) {
             let mut f = memory_growth("metrics endpoint", a, b, requests);
             if !after.fault_modes.is_empty() {
                 f = f.evidence(format!(

@@ -267,7 +267,7 @@ pub async fn diagnose(config: &Config) -> Report {
 
     let started = Instant::now();
     let mut new_children: BTreeMap<i32, process::Child> = BTreeMap::new();
-    let mut named_at: BTreeMap<String, usize> = BTreeMap::new();
+    let mut named_at: BTreeMap<&'static str, usize> = BTreeMap::new();
     let early = !config.args.no_early_stop;
     let samples = probe::run(&config.plan, |samples: &[Sample]| {
         if let Some(b) = &before
@@ -285,7 +285,7 @@ pub async fn diagnose(config: &Config) -> Report {
         }
         let so_far = analysis::analyze(samples, sequential, timeout_ms);
         for f in &so_far.findings {
-            named_at.entry(kind_key(f)).or_insert(n);
+            named_at.entry(f.kind.as_str()).or_insert(n);
         }
         early && so_far.certain
     })
@@ -301,7 +301,7 @@ pub async fn diagnose(config: &Config) -> Report {
     let http = analysis::analyze(&samples, sequential, timeout_ms);
     let mut findings = http.findings;
     for f in &mut findings {
-        f.named_at_request = named_at.get(&kind_key(f)).copied();
+        f.named_at_request = named_at.get(f.kind.as_str()).copied();
     }
 
     let process_evidence = before.map(|b| {
@@ -420,14 +420,6 @@ pub async fn diagnose(config: &Config) -> Report {
     };
     report.rank();
     report
-}
-
-/// The JSON name of a finding's kind.
-fn kind_key(f: &Finding) -> String {
-    serde_json::to_value(f.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// Adds `new` findings; one of a kind already present lends its evidence to the existing one

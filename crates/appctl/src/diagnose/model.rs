@@ -122,6 +122,27 @@ pub enum Kind {
     Restarts,
 }
 
+impl Kind {
+    /// The kebab-case name, as in the JSON report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PeriodicLatency => "periodic-latency",
+            Self::LatencyTrend => "latency-trend",
+            Self::SlowOutliers => "slow-outliers",
+            Self::ServerErrors => "server-errors",
+            Self::Unavailable => "unavailable",
+            Self::CounterReset => "counter-reset",
+            Self::CounterInconsistent => "counter-inconsistent",
+            Self::InstanceSkew => "instance-skew",
+            Self::MemoryGrowth => "memory-growth",
+            Self::MemoryNearLimit => "memory-near-limit",
+            Self::ChildProcesses => "child-processes",
+            Self::OomKilled => "oom-killed",
+            Self::Restarts => "restarts",
+        }
+    }
+}
+
 /// One conclusion, with what supports it, the likely cause and what to do.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
@@ -190,5 +211,34 @@ pub fn fmt_ms(ms: f64) -> String {
         format!("{ms:.0} ms")
     } else {
         format!("{ms:.1} ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_match_the_json_names() {
+        for k in [
+            Kind::PeriodicLatency,
+            Kind::LatencyTrend,
+            Kind::SlowOutliers,
+            Kind::ServerErrors,
+            Kind::Unavailable,
+            Kind::CounterReset,
+            Kind::CounterInconsistent,
+            Kind::InstanceSkew,
+            Kind::MemoryGrowth,
+            Kind::MemoryNearLimit,
+            Kind::ChildProcesses,
+            Kind::OomKilled,
+            Kind::Restarts,
+        ] {
+            assert_eq!(
+                serde_json::to_value(k).ok(),
+                Some(serde_json::Value::from(k.as_str()))
+            );
+        }
     }
 }

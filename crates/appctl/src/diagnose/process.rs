@@ -63,6 +63,12 @@ const LEAK_PER_REQUEST: f64 = 1024.0 * 1024.0;
 /// Total growth below which nothing is reported, bytes (32 MiB).
 const LEAK_MIN_TOTAL: u64 = 32 * 1024 * 1024;
 
+/// True when `grown` bytes over `requests` requests is a leak: at least 1 MiB per request
+/// and 32 MiB in all (the process and the metrics evidence use the same rule).
+pub fn is_leak(grown: u64, requests: usize) -> bool {
+    grown >= LEAK_MIN_TOTAL && grown as f64 / requests.max(1) as f64 >= LEAK_PER_REQUEST
+}
+
 /// Judges the evidence: `child-processes` and `memory-growth`.
 pub fn findings(e: &ProcessEvidence) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -113,9 +119,10 @@ pub fn findings(e: &ProcessEvidence) -> Vec<Finding> {
         );
     }
     if let Some(after) = &e.after {
-        let grown = after.rss_bytes.saturating_sub(e.before.rss_bytes);
-        let per_request = grown as f64 / e.requests.max(1) as f64;
-        if grown >= LEAK_MIN_TOTAL && per_request >= LEAK_PER_REQUEST {
+        if is_leak(
+            after.rss_bytes.saturating_sub(e.before.rss_bytes),
+            e.requests,
+        ) {
             out.push(memory_growth(
                 "process",
                 e.before.rss_bytes,

@@ -134,7 +134,7 @@ impl Report {
                 "\n{}. [{}] {}: {}",
                 i + 1,
                 format!("{:?}", f.severity).to_uppercase(),
-                kind_name(f),
+                f.kind.as_str(),
                 f.title
             );
             for e in &f.evidence {
@@ -193,7 +193,7 @@ impl Report {
                 "### {}. {} (`{}`, {:?})\n",
                 i + 1,
                 f.title,
-                kind_name(f),
+                f.kind.as_str(),
                 f.severity
             );
             let _ = writeln!(o, "**Evidence**\n");
@@ -261,12 +261,4 @@ impl Report {
         }
         o
     }
-}
-
-/// The kebab-case kind name, as in JSON.
-fn kind_name(f: &Finding) -> String {
-    serde_json::to_value(f.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

@@ -234,11 +234,7 @@ pub async fn pods(client: &kube::Client, ns: &str) -> Result<Vec<PodLine>> {
 
 /// Summarises a pod.
 pub fn pod_line(p: &Pod) -> PodLine {
-    let statuses = p
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.clone())
-        .unwrap_or_default();
+    let statuses = crate::diagnose::kube::container_statuses(p);
     let ready = statuses.iter().filter(|c| c.ready).count();
     let last = statuses.iter().find_map(|c| {
         c.last_state
@@ -485,10 +481,8 @@ pub async fn running_pod(
     loop {
         let list = api.list(&ListParams::default().labels(selector)).await?;
         let ready = list.items.iter().find(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .is_some_and(|c| !c.is_empty() && c.iter().all(|c| c.ready))
+            let c = crate::diagnose::kube::container_statuses(p);
+            !c.is_empty() && c.iter().all(|c| c.ready)
         });
         if let Some(p) = ready {
             return Ok(p.metadata.name.clone().unwrap_or_default());

@@ -66,20 +66,26 @@ fn line(program: &str, args: &[&str]) -> String {
         .join(" ")
 }
 
+/// The error for a program that could not be started.
+fn spawn_error(program: &str, args: &[&str], e: std::io::Error) -> RunError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        RunError::NotFound {
+            program: program.into(),
+        }
+    } else {
+        RunError::Io {
+            command: line(program, args),
+            source: e,
+        }
+    }
+}
+
 impl Runner for System {
     fn run(&self, program: &str, args: &[&str]) -> Result<Output, RunError> {
-        let out = Command::new(program).args(args).output().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                RunError::NotFound {
-                    program: program.into(),
-                }
-            } else {
-                RunError::Io {
-                    command: line(program, args),
-                    source: e,
-                }
-            }
-        })?;
+        let out = Command::new(program)
+            .args(args)
+            .output()
+            .map_err(|e| spawn_error(program, args, e))?;
         let output = Output {
             code: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -97,18 +103,10 @@ impl Runner for System {
     }
 
     fn run_visible(&self, program: &str, args: &[&str]) -> Result<(), RunError> {
-        let status = Command::new(program).args(args).status().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                RunError::NotFound {
-                    program: program.into(),
-                }
-            } else {
-                RunError::Io {
-                    command: line(program, args),
-                    source: e,
-                }
-            }
-        })?;
+        let status = Command::new(program)
+            .args(args)
+            .status()
+            .map_err(|e| spawn_error(program, args, e))?;
         if status.success() {
             Ok(())
         } else {
