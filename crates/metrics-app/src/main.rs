@@ -10,6 +10,13 @@ use clap::Parser;
 use metrics_app::config::{Cli, Command};
 use metrics_app::{Stopped, faults, logging, secret};
 
+/// mimalloc rather than the system allocator: a request makes a dozen short-lived
+/// allocations (futures, header maps, the body) and several are larger than glibc's
+/// per-thread cache takes. Measured in `bench/README.md`: about 6 % fewer instructions per
+/// request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::BurnCpu { seconds }) = cli.command {
@@ -32,7 +39,13 @@ fn main() -> ExitCode {
         }
     };
     // Keep the guard until the end of main: dropping it flushes the buffered log lines.
-    let (log_control, _log_flush) = logging::init(config.log_format);
+    let (log_control, _log_flush) = match logging::init(config.log_format) {
+        Ok(logging) => logging,
+        Err(error) => {
+            eprintln!("metrics-app: cannot start the log writer thread: {error}");
+            return ExitCode::from(1);
+        }
+    };
     match serve(config, log_control) {
         Ok(Stopped::Clean) => ExitCode::SUCCESS,
         Ok(Stopped::TimedOut { open_connections }) => {

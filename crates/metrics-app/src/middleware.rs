@@ -68,11 +68,10 @@ pub struct Observe<S> {
 impl<S> Service<Request> for Observe<S>
 where
     S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = ObserveFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -89,33 +88,76 @@ where
         let (route_index, route) = route_label(request.extensions().get::<MatchedPath>());
         // Kept for the log line as sent (the metric label folds unusual methods into OTHER).
         let http_method = request.method().clone();
-        let method = Method::from(&http_method);
-        let state = self.state.clone();
-        state.metrics.http_in_flight.inc();
-        // Decrements even if the future is dropped (client gone, shutdown timeout).
-        let in_flight = InFlight(state.clone());
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let _in_flight = in_flight;
-            let Ok(mut response) = response.await;
-            let elapsed = started.elapsed();
-            let status = response.status().as_u16();
-            record(
-                &state,
-                route_index,
-                HttpLabels {
-                    route,
-                    method,
-                    status,
-                },
-                elapsed,
-            );
-            access_log(&state, route, &http_method, status, elapsed, &request_id);
-            let headers = response.headers_mut();
-            headers.insert(X_INSTANCE.clone(), state.instance.clone());
-            headers.insert(X_REQUEST_ID.clone(), request_id);
-            Ok(response)
-        })
+        self.state.metrics.http_in_flight.inc();
+        ObserveFuture {
+            inner: self.inner.call(request),
+            started,
+            request_id: Some(request_id),
+            route_index,
+            route,
+            http_method,
+            in_flight: InFlight(self.state.clone()),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request being observed: records it when the inner service answers. A named future
+    /// rather than a boxed `async` block: no allocation, and no copy of the inner future
+    /// into the heap, on every request.
+    pub struct ObserveFuture<F> {
+        #[pin]
+        inner: F,
+        started: Instant,
+        // Taken when the response is ready.
+        request_id: Option<HeaderValue>,
+        route_index: Option<usize>,
+        route: &'static str,
+        http_method: axum::http::Method,
+        // Decrements the in-flight gauge even if the future is dropped (client gone,
+        // shutdown timeout); also the handle on the shared state.
+        in_flight: InFlight,
+    }
+}
+
+impl<F> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut response) = std::task::ready!(this.inner.poll(cx));
+        let state = &this.in_flight.0;
+        let elapsed = this.started.elapsed();
+        let status = response.status().as_u16();
+        record(
+            state,
+            *this.route_index,
+            HttpLabels {
+                route: this.route,
+                method: Method::from(&*this.http_method),
+                status,
+            },
+            elapsed,
+        );
+        let request_id = this
+            .request_id
+            .take()
+            .unwrap_or_else(|| HeaderValue::from_static("unknown"));
+        access_log(
+            state,
+            this.route,
+            this.http_method,
+            status,
+            elapsed,
+            &request_id,
+        );
+        let headers = response.headers_mut();
+        headers.insert(X_INSTANCE.clone(), state.instance.clone());
+        headers.insert(X_REQUEST_ID.clone(), request_id);
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -150,15 +192,28 @@ fn access_log(
     elapsed: Duration,
     request_id: &HeaderValue,
 ) {
-    let request_id = request_id.to_str().unwrap_or_default();
-    let instance = state.instance.to_str().unwrap_or_default();
-    let method = method.as_str();
-    // Microsecond resolution is plenty and keeps log lines short.
-    let latency_ms = elapsed.as_micros() as f64 / 1000.0;
+    // Field values are evaluated by the macros only when the event is enabled: with the
+    // access log filtered out this costs a level check.
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                target: "access",
+                $level,
+                method = method.as_str(),
+                route,
+                status,
+                // Microsecond resolution is plenty and keeps log lines short.
+                latency_ms = elapsed.as_micros() as f64 / 1000.0,
+                instance = &*state.instance_name,
+                request_id = request_id.to_str().unwrap_or_default(),
+                "request"
+            )
+        };
+    }
     if matches!(route, "/healthz" | "/readyz" | "/metrics") && status < 400 {
-        tracing::debug!(target: "access", method, route, status, latency_ms, instance, request_id, "request");
+        event!(tracing::Level::DEBUG);
     } else {
-        tracing::info!(target: "access", method, route, status, latency_ms, instance, request_id, "request");
+        event!(tracing::Level::INFO);
     }
 }
 

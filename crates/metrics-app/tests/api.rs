@@ -412,6 +412,63 @@ async fn malformed_and_oversized_requests_get_4xx_and_the_server_keeps_serving()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_trickled_byte_by_byte_is_cut_off_at_the_header_timeout_but_a_slow_handler_is_not() {
+    // Slow-even fault: request 2 takes 1 s to handle, over three header timeouts.
+    let app = TestApp::spawn(&[
+        "--header-read-timeout",
+        "300ms",
+        "--drain-delay",
+        "0s",
+        "--fault",
+        "slow-even=1s",
+    ])
+    .await;
+    let addr = app.addr;
+    let (trickled_for, slow_responses) = tokio::task::spawn_blocking(move || {
+        // Every byte arrives well within the timeout, the head never completes: only a
+        // deadline on the whole head (not an idle timer) stops this.
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let started = Instant::now();
+        let head = b"GET /counter HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        for byte in head {
+            if stream.write_all(&[*byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let trickled_for = started.elapsed();
+        // One keep-alive connection, two requests; the second is handled for 1 s.
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut responses = Vec::new();
+        for _ in 0..2 {
+            stream
+                .write_all(b"GET /counter HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut buf = [0u8; 1024];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            responses.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        (trickled_for, responses)
+    })
+    .await
+    .unwrap();
+    // 70 bytes at 50 ms would take 3.5 s; the server must have closed the connection long
+    // before (a write to a closed socket fails, or the loop ends).
+    assert!(
+        trickled_for < Duration::from_secs(3),
+        "trickled head kept for {trickled_for:?}"
+    );
+    for response in &slow_responses {
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "a request handled longer than the header timeout was cut: {slow_responses:?}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_or_slowloris_connection_is_closed_after_the_header_timeout() {
     let app = TestApp::spawn(&["--header-read-timeout", "300ms", "--drain-delay", "0s"]).await;
     let addr = app.addr;

@@ -2,8 +2,9 @@
 //!
 //! Built on hyper directly (rather than `axum::serve`) to bound what a client can hold:
 //! a semaphore caps concurrent connections (backpressure: beyond it, connections wait in the
-//! kernel's accept queue), headers must arrive within the header read timeout (slowloris), and
-//! a request head larger than [`MAX_HEAD_BYTES`] are refused by hyper with a 4xx, and connections idle without a request are closed.
+//! kernel's accept queue), each request head must arrive within the header read timeout
+//! ([`head_deadline`]: slowloris, and idle keep-alive connections), and a request head larger
+//! than [`MAX_HEAD_BYTES`] is refused by hyper with a 4xx.
 //!
 //! Shutdown, when the `shutdown` future resolves: `/readyz` turns 503 at once, the server
 //! keeps serving for the drain delay (endpoints and proxies stop sending traffic, like a
@@ -15,13 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::routes::app;
+use head_deadline::{HeadClock, TrackHeads, head_overdue};
+
+pub mod head_deadline;
 use crate::state::AppState;
 
 /// Largest request head (request line plus headers) accepted.
@@ -61,32 +65,27 @@ pub async fn run(
     options: ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Stopped {
-    let service = TowerToHyperService::new(app(state.clone()));
-    // HTTP/1.1 only: gateways and kubelet probes speak it to backends, and hyper starts its
-    // header timer as soon as it waits for a request head, which also bounds idle connections
-    // (protocol auto-detection would read without that timer).
+    let service = app(state.clone());
+    // HTTP/1.1 only: gateways and kubelet probes speak it to backends. No hyper timer: the
+    // head deadline is kept per connection by `head_deadline`.
     let mut builder = http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
         .keep_alive(true);
-    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(options.max_connections));
 
     tokio::pin!(shutdown);
     // Phase 1: serve until the shutdown signal.
-    accept_until(
-        &listener,
-        &builder,
-        &service,
-        &graceful,
-        &permits,
-        &mut shutdown,
-    )
-    .await;
+    let serving = Serving {
+        builder: &builder,
+        service: &service,
+        graceful: &graceful,
+        permits: &permits,
+        header_read_timeout: options.header_read_timeout,
+    };
+    accept_until(&listener, &serving, &mut shutdown).await;
 
     // Phase 2: drain — still serving, but readiness fails so traffic moves away.
     state.start_draining();
@@ -96,10 +95,7 @@ pub async fn run(
     );
     let drain = tokio::time::sleep(options.drain_delay);
     tokio::pin!(drain);
-    accept_until(
-        &listener, &builder, &service, &graceful, &permits, &mut drain,
-    )
-    .await;
+    accept_until(&listener, &serving, &mut drain).await;
 
     // Phase 3: stop accepting; let in-flight requests finish.
     drop(listener);
@@ -118,20 +114,26 @@ pub async fn run(
     stopped
 }
 
+/// What every accepted connection is served with.
+struct Serving<'a> {
+    builder: &'a http1::Builder,
+    service: &'a axum::Router,
+    graceful: &'a GracefulShutdown,
+    permits: &'a Arc<Semaphore>,
+    header_read_timeout: Duration,
+}
+
 /// Accepts and serves connections until `until` resolves.
 async fn accept_until(
     listener: &TcpListener,
-    builder: &Arc<http1::Builder>,
-    service: &TowerToHyperService<axum::Router>,
-    graceful: &GracefulShutdown,
-    permits: &Arc<Semaphore>,
+    serving: &Serving<'_>,
     until: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
 ) {
     loop {
         let permit = tokio::select! {
             biased;
             _ = until.as_mut() => return,
-            permit = permits.clone().acquire_owned() => match permit {
+            permit = serving.permits.clone().acquire_owned() => match permit {
                 Ok(p) => p,
                 Err(_) => return, // never closed; nothing left to serve
             },
@@ -150,11 +152,22 @@ async fn accept_until(
             },
         };
         let _ = stream.set_nodelay(true);
-        let conn = builder.serve_connection(TokioIo::new(stream), service.clone());
-        let conn = graceful.watch(conn);
+        let clock = HeadClock::start(serving.header_read_timeout);
+        let service =
+            TowerToHyperService::new(TrackHeads::new(serving.service.clone(), clock.clone()));
+        let conn = serving
+            .builder
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = serving.graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            tokio::select! {
+                biased;
+                result = conn => if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                },
+                () = head_overdue(&clock) => {
+                    tracing::debug!(%peer, "connection closed: no request head within the header read timeout");
+                }
             }
             drop(permit);
         });

@@ -1,13 +1,18 @@
 //! Logging set-up: JSON lines by default, text on request, `RUST_LOG` honoured, and a reload
 //! handle so the admin API can change the filter without a restart.
 //!
-//! Lines go to stdout through a dedicated writer thread that batches them: a request formats
-//! its access-log line and hands it over, instead of paying one `write` system call per line.
-//! The buffer is bounded and lossless (a request waits rather than a line being dropped).
+//! Lines go to stdout through [`line_buffer`]: a request formats its access-log line and
+//! copies it into a shared buffer that a writer thread writes in batches, instead of paying a
+//! `write` system call per line. The buffer is bounded and lossless (a request waits rather
+//! than a line being dropped). JSON lines are encoded by [`json_lines`], text by
+//! tracing-subscriber's formatter.
+
+pub mod json_lines;
+pub mod line_buffer;
 
 use std::sync::Arc;
 
-use tracing_appender::non_blocking::WorkerGuard;
+use line_buffer::{FlushGuard, LineBuffer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, reload};
@@ -17,25 +22,14 @@ use crate::state::LogControl;
 
 /// Installs the global subscriber. Returns the control used by `PUT /admin/log-level`, and a
 /// guard that flushes pending lines when dropped (keep it alive until exit).
-pub fn init(format: LogFormat) -> (LogControl, WorkerGuard) {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(64 * 1024)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+///
+/// Fails only if the writer thread cannot be started.
+pub fn init(format: LogFormat) -> std::io::Result<(LogControl, FlushGuard)> {
+    let (writer, guard) = LineBuffer::start(std::io::stdout())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let fmt_layer = match format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_target(true)
-            .with_writer(writer.clone())
-            .boxed(),
+        LogFormat::Json => json_lines::JsonLines::new(writer.clone()).boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(true)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -54,5 +48,5 @@ pub fn init(format: LogFormat) -> (LogControl, WorkerGuard) {
             .reload(filter)
             .map_err(|e| format!("cannot change the log filter: {e}"))
     });
-    (control, guard)
+    Ok((control, guard))
 }

@@ -1,0 +1,455 @@
+//! The JSON-lines log encoder: one object per event, written by hand.
+//!
+//! Every request logs one access event, so this runs as often as the handler does.
+//! tracing-subscriber's JSON formatter builds each line through serde and a generic visitor;
+//! this encoder appends the same shape of object straight into a reused per-thread buffer
+//! (`bench/README.md` has the throughput with each). Output per line:
+//! `{"timestamp":"…Z","level":"INFO","target":"access","message":"request","route":"/counter",…}`
+//! — RFC 3339 UTC timestamp with microseconds, then the event's fields in the order they were
+//! recorded. Spans are not logged (the service opens none on the request path).
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer};
+
+/// A layer writing every event it sees as one JSON object per line to `W`.
+pub struct JsonLines<W> {
+    make_writer: W,
+}
+
+impl<W> JsonLines<W> {
+    /// Lines go to the writers `make_writer` hands out, one `write_all` per line.
+    pub fn new(make_writer: W) -> Self {
+        Self { make_writer }
+    }
+}
+
+thread_local! {
+    /// The line being encoded; kept per thread so an event costs no allocation once warm.
+    static LINE: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Per-thread encoding state.
+#[derive(Default)]
+struct Scratch {
+    /// The line being encoded.
+    line: String,
+    /// The timestamp down to the second, reused while the second lasts.
+    second: SecondCache,
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of one Unix second: formatting a calendar date once a second
+/// instead of once a line.
+#[derive(Default)]
+struct SecondCache {
+    unix_seconds: u64,
+    formatted: String,
+}
+
+impl<S, W> Layer<S> for JsonLines<W>
+where
+    S: Subscriber,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        LINE.with(|line| {
+            // A re-entrant event (logging from inside a Debug impl being logged) gets a fresh
+            // buffer instead of a panic on the borrowed one.
+            let mut fresh = Scratch::default();
+            let mut borrowed = line.try_borrow_mut();
+            let scratch = match borrowed.as_deref_mut() {
+                Ok(scratch) => scratch,
+                Err(_) => &mut fresh,
+            };
+            scratch.line.clear();
+            encode(event, &mut scratch.line, &mut scratch.second);
+            let _ = self
+                .make_writer
+                .make_writer_for(event.metadata())
+                .write_all(scratch.line.as_bytes());
+        });
+    }
+}
+
+/// Appends `event` to `buf` as one JSON object and a newline.
+fn encode(event: &Event<'_>, buf: &mut String, second: &mut SecondCache) {
+    // Records bridged from the `log` crate carry their real target and level here.
+    let normalized = event.normalized_metadata();
+    let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+    buf.push_str("{\"timestamp\":\"");
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    push_timestamp(buf, second, since_epoch);
+    buf.push_str("\",\"level\":\"");
+    buf.push_str(meta.level().as_str());
+    buf.push_str("\",\"target\":");
+    push_json_str(buf, meta.target());
+    event.record(&mut FieldVisitor { buf });
+    buf.push_str("}\n");
+}
+
+/// Appends `since_epoch` as an RFC 3339 UTC timestamp with microseconds,
+/// `2026-11-23T08:45:39.123456Z`, the same text as `humantime::format_rfc3339_micros`.
+fn push_timestamp(buf: &mut String, second: &mut SecondCache, since_epoch: Duration) {
+    let unix_seconds = since_epoch.as_secs();
+    if second.formatted.is_empty() || second.unix_seconds != unix_seconds {
+        second.formatted.clear();
+        let whole_second = UNIX_EPOCH + Duration::from_secs(unix_seconds);
+        let _ = write!(
+            second.formatted,
+            "{}",
+            humantime::format_rfc3339_seconds(whole_second)
+        );
+        second.formatted.pop(); // the trailing 'Z': the fraction goes before it
+        second.unix_seconds = unix_seconds;
+    }
+    buf.push_str(&second.formatted);
+    buf.push('.');
+    let micros = since_epoch.subsec_micros();
+    for divisor in [100_000, 10_000, 1_000, 100, 10, 1] {
+        buf.push(char::from(b'0' + ((micros / divisor) % 10) as u8));
+    }
+    buf.push('Z');
+}
+
+/// Appends each field as `,"name":value`.
+struct FieldVisitor<'a> {
+    buf: &'a mut String,
+}
+
+impl FieldVisitor<'_> {
+    /// Starts a field; `false` for the `log.*` fields the bridge adds (already in the header).
+    fn key(&mut self, field: &Field) -> bool {
+        if field.name().starts_with("log.") {
+            return false;
+        }
+        self.buf.push(',');
+        push_json_str(self.buf, field.name());
+        self.buf.push(':');
+        true
+    }
+}
+
+impl Visit for FieldVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.key(field) {
+            push_json_str(self.buf, value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.key(field) {
+            push_u64(self.buf, value);
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.key(field) {
+            let _ = write!(self.buf, "{value}");
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if self.key(field) {
+            if value.is_finite() {
+                push_f64(self.buf, value);
+            } else {
+                // JSON has no NaN or infinity.
+                self.buf.push_str("null");
+            }
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.key(field) {
+            self.buf.push_str(if value { "true" } else { "false" });
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if self.key(field) {
+            self.buf.push('"');
+            let _ = write!(Escaped(self.buf), "{value}");
+            self.buf.push('"');
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.key(field) {
+            self.buf.push('"');
+            let _ = write!(Escaped(self.buf), "{value:?}");
+            self.buf.push('"');
+        }
+    }
+}
+
+/// Appends `value` as a quoted JSON string.
+fn push_json_str(buf: &mut String, value: &str) {
+    buf.push('"');
+    push_escaped(buf, value);
+    buf.push('"');
+}
+
+/// Appends `value` with JSON string escaping (RFC 8259 §7), copying unescaped runs whole.
+fn push_escaped(buf: &mut String, value: &str) {
+    // Almost every value (routes, ids, names) needs no escaping: one fast scan, one copy.
+    if !any_needs_escape(value.as_bytes()) {
+        buf.push_str(value);
+        return;
+    }
+    let mut run_start = 0;
+    for (i, byte) in value.bytes().enumerate() {
+        if !needs_escape(byte) {
+            continue;
+        }
+        buf.push_str(&value[run_start..i]);
+        match byte {
+            b'"' => buf.push_str("\\\""),
+            b'\\' => buf.push_str("\\\\"),
+            b'\n' => buf.push_str("\\n"),
+            b'\r' => buf.push_str("\\r"),
+            b'\t' => buf.push_str("\\t"),
+            _ => {
+                let _ = write!(buf, "\\u{byte:04x}");
+            }
+        }
+        run_start = i + 1;
+    }
+    buf.push_str(&value[run_start..]);
+}
+
+/// True for the bytes JSON strings cannot hold as they are: `"`, `\` and control characters.
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// [`needs_escape`] for any byte of `bytes`, eight bytes per step (the classic SWAR tests
+/// "has a byte less than n" and "has a zero byte", both exact for any-ness).
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
+        if control
+            || has_zero_byte(x ^ (ONES * u64::from(b'"')))
+            || has_zero_byte(x ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| needs_escape(b))
+}
+
+/// Appends `value` in decimal.
+fn push_u64(buf: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[start..] {
+        buf.push(char::from(digit));
+    }
+}
+
+/// Appends `value` exactly as `{value}` would, taking a short cut for the common case of a
+/// non-negative number with at most three decimals (latencies in milliseconds from whole
+/// microseconds): if `m / 1000` reproduces `value` bit for bit, the shortest decimal that
+/// round-trips is `m / 1000` itself with trailing zeros dropped.
+fn push_f64(buf: &mut String, value: f64) {
+    if value.is_sign_positive() && value < 1e9 {
+        let thousandths = (value * 1000.0).round();
+        if thousandths / 1000.0 == value {
+            let thousandths = thousandths as u64;
+            push_u64(buf, thousandths / 1000);
+            let mut fraction = thousandths % 1000;
+            if fraction != 0 {
+                buf.push('.');
+                let mut divisor = 100;
+                while fraction != 0 {
+                    buf.push(char::from(b'0' + (fraction / divisor) as u8));
+                    fraction %= divisor;
+                    divisor /= 10;
+                }
+            }
+            return;
+        }
+    }
+    let _ = write!(buf, "{value}");
+}
+
+/// A `fmt::Write` that escapes what is written into it, for `Debug` and `Display` values.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        push_escaped(self.0, s);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Collects everything written, for inspection.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'w> MakeWriter<'w> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'w self) -> Captured {
+            self.clone()
+        }
+    }
+
+    fn lines_of(emit: impl FnOnce()) -> Vec<serde_json::Value> {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::registry().with(JsonLines::new(captured.clone()));
+        tracing::subscriber::with_default(subscriber, emit);
+        let bytes = captured.0.lock().unwrap().clone();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            text.ends_with('\n'),
+            "every line ends with a newline: {text:?}"
+        );
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn an_access_event_is_one_json_object_with_typed_fields() {
+        let lines = lines_of(|| {
+            tracing::info!(target: "access", method = "GET", route = "/counter", status = 200u16,
+                latency_ms = 0.25, request_id = "abc", "request");
+        });
+        assert_eq!(lines.len(), 1);
+        let line = &lines[0];
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["target"], "access");
+        assert_eq!(line["message"], "request");
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["latency_ms"], 0.25);
+        let timestamp = line["timestamp"].as_str().unwrap();
+        assert!(
+            humantime::parse_rfc3339(timestamp).is_ok() && timestamp.ends_with('Z'),
+            "{timestamp}"
+        );
+    }
+
+    #[test]
+    fn timestamps_match_rfc3339_with_microseconds_across_second_boundaries() {
+        let mut cache = SecondCache::default();
+        // Within one second (cache reused), the next second, a leap day, far past and future.
+        for (seconds, micros) in [
+            (1_795_424_739, 0),
+            (1_795_424_739, 123_456),
+            (1_795_424_739, 999_999),
+            (1_795_424_740, 7),
+            (1_709_164_800, 500_000),
+            (0, 1),
+            (4_102_444_799, 999_999),
+        ] {
+            let since_epoch = Duration::new(seconds, micros * 1000);
+            let mut ours = String::new();
+            push_timestamp(&mut ours, &mut cache, since_epoch);
+            let expected = humantime::format_rfc3339_micros(UNIX_EPOCH + since_epoch).to_string();
+            assert_eq!(ours, expected);
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_as_rust_formats_them() {
+        let mut samples: Vec<f64> = (0..200_000u32).map(|us| f64::from(us) / 1000.0).collect();
+        samples.extend([
+            0.1 + 0.2,
+            1e-7,
+            123_456.789,
+            999_999_999.999,
+            1e9,
+            2.5e15,
+            -0.25,
+            -0.0,
+            1.0 / 3.0,
+        ]);
+        for value in samples {
+            let mut ours = String::new();
+            push_f64(&mut ours, value);
+            assert_eq!(ours, format!("{value}"), "f64 {value:?}");
+        }
+        for value in [0, 7, 10, 200, 503, 4_294_967_296, u64::MAX] {
+            let mut ours = String::new();
+            push_u64(&mut ours, value);
+            assert_eq!(ours, value.to_string());
+        }
+    }
+
+    #[test]
+    fn the_fast_escape_scan_agrees_with_the_byte_rule_at_every_position() {
+        let base = "abcdefghijklmnopqrstuvwxyz-é📈";
+        assert!(!any_needs_escape(base.as_bytes()));
+        for special in ['"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}', 'ÿ'] {
+            for position in 0..=base.len() {
+                if !base.is_char_boundary(position) {
+                    continue;
+                }
+                let mut text = base.to_string();
+                text.insert(position, special);
+                let expected = text.bytes().any(needs_escape);
+                assert_eq!(any_needs_escape(text.as_bytes()), expected, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn strings_debug_values_and_errors_are_escaped_into_valid_json() {
+        let nasty = "quote \" backslash \\ newline \n tab \t bell \u{7} é 📈";
+        let error = std::io::Error::other("disk \"full\"\n");
+        let lines = lines_of(|| {
+            tracing::warn!(text = nasty, debug = ?nasty, error = &error as &dyn std::error::Error,
+                negative = -3i64, yes = true, nan = f64::NAN, "with {} args", 2);
+        });
+        let line = &lines[0];
+        assert_eq!(line["text"], nasty);
+        assert_eq!(line["debug"], format!("{nasty:?}"));
+        assert_eq!(line["error"], "disk \"full\"\n");
+        assert_eq!(line["negative"], -3);
+        assert_eq!(line["yes"], true);
+        assert!(line["nan"].is_null());
+        assert_eq!(line["message"], "with 2 args");
+        assert_eq!(line["level"], "WARN");
+    }
+}
