@@ -232,25 +232,31 @@ fn needs_escape(byte: u8) -> bool {
 }
 
 /// [`needs_escape`] for any byte of `bytes`, eight bytes per step (the classic SWAR tests
-/// "has a byte less than n" and "has a zero byte", both exact for any-ness).
+/// "has a byte less than n" and "has a zero byte", both exact for any-ness). The last, short
+/// step is padded with spaces, which need no escaping: no byte-by-byte loop even for `GET`.
 fn any_needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
     let mut chunks = bytes.chunks_exact(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
-        if control
-            || has_zero_byte(x ^ (ONES * u64::from(b'"')))
-            || has_zero_byte(x ^ (ONES * u64::from(b'\\')))
-        {
+        if word_needs_escape(u64::from_le_bytes(word)) {
             return true;
         }
     }
-    chunks.remainder().iter().any(|&b| needs_escape(b))
+    let tail = chunks.remainder();
+    let mut word = [b' '; 8];
+    word[..tail.len()].copy_from_slice(tail);
+    word_needs_escape(u64::from_le_bytes(word))
+}
+
+/// [`needs_escape`] for any of the eight bytes of `x`.
+fn word_needs_escape(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero_byte = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0
+        || has_zero_byte(x ^ (ONES * u64::from(b'"')))
+        || has_zero_byte(x ^ (ONES * u64::from(b'\\')))
 }
 
 /// Appends `value` in decimal.
@@ -421,6 +427,15 @@ mod tests {
     fn the_fast_escape_scan_agrees_with_the_byte_rule_at_every_position() {
         let base = "abcdefghijklmnopqrstuvwxyz-é📈";
         assert!(!any_needs_escape(base.as_bytes()));
+        for length in 0..=17 {
+            let clean = "x".repeat(length);
+            assert!(!any_needs_escape(clean.as_bytes()), "{clean:?}");
+            for position in 0..length {
+                let mut dirty = clean.clone().into_bytes();
+                dirty[position] = b'"';
+                assert!(any_needs_escape(&dirty), "{position} of {length}");
+            }
+        }
         for special in ['"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}', 'ÿ'] {
             for position in 0..=base.len() {
                 if !base.is_char_boundary(position) {
