@@ -2,9 +2,9 @@
 //! moment the connection became ready for it (accepted, or the previous response was done).
 //! Idle keep-alive connections are closed by the same rule.
 //!
-//! hyper has this built in (`header_read_timeout`), but it arms a boxed timer for every
-//! request head and makes one extra read attempt after every request, which cost about 5 % of
-//! the throughput in `bench/run.sh`. Here each connection shares a deadline with its service:
+//! hyper has this built in (`header_read_timeout`), but it allocates and arms a timer for
+//! every request head and cancels it once the head is parsed, which cost about 5 % of the
+//! throughput in `bench/run.sh`. Here each connection shares a deadline with its service:
 //! the service clears it when a request arrives and sets it when the response is ready (two
 //! atomic stores per request), and one timer per connection wakes only when that deadline
 //! may have passed, at most about once per timeout.
