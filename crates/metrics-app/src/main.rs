@@ -73,6 +73,7 @@ fn serve(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
@@ -80,32 +81,36 @@ fn serve(
             .local_addr()
             .context("cannot read the bound address")?;
         tracing::info!(address = %local, "listening");
-        metrics_app::run(listener, config, Some(log_control), shutdown_signal())
+        metrics_app::run(listener, config, Some(log_control), shutdown)
             .await
             .context("cannot set up the counter store")
     })
 }
 
-/// Resolves on SIGTERM (Kubernetes) or SIGINT (ctrl-c).
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Listens for SIGTERM (Kubernetes) and SIGINT (ctrl-c) from now on, and returns a future
+/// that resolves on the first of them. Registering before anything else starts means a signal
+/// that arrives during start-up leads to a clean stop (with the pending log lines written),
+/// not to the default action of killing the process.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "shutdown signal received"),
+            _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "shutdown signal received"),
+        }
+    })
+}
+
+/// Resolves on ctrl-c.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!(signal = "SIGINT", "shutdown signal received"),
-        _ = terminate => tracing::info!(signal = "SIGTERM", "shutdown signal received"),
-    }
+        tracing::info!(signal = "ctrl-c", "shutdown signal received");
+    })
 }
