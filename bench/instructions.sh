@@ -32,7 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh  # the script has cd-ed to the repository root
 
 # Sends $2 requests to 127.0.0.1:$1 over 4 keep-alive connections; fails on any non-200.
 load() {

@@ -32,17 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_http() {
-  local url=$1
-  for _ in $(seq 1 200); do
-    curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "bench: $url did not come up" >&2
-  exit 1
-}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh  # the script has cd-ed to the repository root
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 

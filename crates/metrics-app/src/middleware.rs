@@ -92,7 +92,7 @@ where
         ObserveFuture {
             inner: self.inner.call(request),
             started,
-            request_id: Some(request_id),
+            request_id,
             route_index,
             route,
             http_method,
@@ -109,8 +109,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         started: Instant,
-        // Taken when the response is ready.
-        request_id: Option<HeaderValue>,
+        // Moved into the response's headers when it is ready.
+        request_id: HeaderValue,
         route_index: Option<usize>,
         route: &'static str,
         http_method: axum::http::Method,
@@ -142,10 +142,8 @@ where
             },
             elapsed,
         );
-        let request_id = this
-            .request_id
-            .take()
-            .unwrap_or_else(|| HeaderValue::from_static("unknown"));
+        // A ready future is not polled again: leave an empty value behind.
+        let request_id = std::mem::replace(this.request_id, HeaderValue::from_static(""));
         access_log(
             state,
             this.route,
@@ -204,7 +202,7 @@ fn access_log(
                 status,
                 // Microsecond resolution is plenty and keeps log lines short.
                 latency_ms = elapsed.as_micros() as f64 / 1000.0,
-                instance = &*state.instance_name,
+                instance = state.instance.to_str().unwrap_or_default(),
                 request_id = request_id.to_str().unwrap_or_default(),
                 "request"
             )

@@ -26,8 +26,6 @@ pub struct Shared {
     pub metrics: Metrics,
     /// This instance's name, ready to put in the `X-Instance` header.
     pub instance: HeaderValue,
-    /// The same name as text, for log lines.
-    pub instance_name: Box<str>,
     /// Admin password.
     pub password: Secret,
     /// Active fault modes (fixed at start-up).
@@ -50,14 +48,12 @@ impl AppState {
         faults: Faults,
         log_control: Option<LogControl>,
     ) -> Self {
-        let header = HeaderValue::from_str(instance)
+        let instance = HeaderValue::from_str(instance)
             .unwrap_or_else(|_| HeaderValue::from_static("metrics-app"));
-        let instance_name = header.to_str().unwrap_or("metrics-app").into();
         Self(Arc::new(Shared {
             store,
             metrics,
-            instance: header,
-            instance_name,
+            instance,
             password,
             faults,
             leak: Leak::default(),

@@ -29,11 +29,11 @@ pub fn init(format: LogFormat) -> std::io::Result<(LogControl, FlushGuard)> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let fmt_layer = match format {
-        LogFormat::Json => json_lines::JsonLines::new(writer.clone()).boxed(),
+        LogFormat::Json => json_lines::JsonLines::new(writer).boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_target(true)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_writer(writer.clone())
+            .with_writer(writer)
             .boxed(),
     };
     // A second init (tests) keeps the first subscriber; the control then acts on nothing.

@@ -22,11 +22,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::routes::app;
-use head_deadline::{HeadClock, TrackHeads, head_overdue};
-
 pub mod head_deadline;
+
+use crate::routes::app;
 use crate::state::AppState;
+use head_deadline::{HeadClock, TrackHeads, head_overdue};
 
 /// Largest request head (request line plus headers) accepted.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
