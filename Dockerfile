@@ -8,6 +8,10 @@ ARG RUST_VERSION=1.95.0
 
 # --- build ------------------------------------------------------------------------------------
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
+# make: the jemalloc allocator is built from source (the slim image has gcc but not make).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make=4.3-4.1 \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, with placeholder sources, so editing the code reuses this layer.
 COPY Cargo.toml Cargo.lock ./

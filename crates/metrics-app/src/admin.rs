@@ -4,6 +4,7 @@
 //! Comparison is constant-time; failures answer 401 with `WWW-Authenticate`, and neither the
 //! expected nor the offered secret is ever logged.
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,9 @@ use base64::Engine;
 
 use crate::error::AppError;
 use crate::state::AppState;
+
+/// Bodies are tiny (a log filter); anything bigger is refused with 413.
+const MAX_BODY_BYTES: usize = 1024;
 
 /// Checks the `Authorization` header against the password.
 pub fn authorize(headers: &HeaderMap, state: &AppState) -> Result<(), AppError> {
@@ -60,9 +64,10 @@ pub async fn reset_counter(
 pub async fn set_log_level(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: String,
+    body: Body,
 ) -> Result<Response, AppError> {
     authorize(&headers, &state)?;
+    let body = read_body(body).await?;
     let filter = body.trim();
     if filter.is_empty() || filter.len() > 512 {
         return Err(AppError::BadRequest(
@@ -77,6 +82,23 @@ pub async fn set_log_level(
     control(filter).map_err(AppError::BadRequest)?;
     tracing::info!(%filter, "log filter changed by the admin API");
     Ok((StatusCode::OK, format!("log filter set to {filter}")).into_response())
+}
+
+/// Reads a whole request body of at most [`MAX_BODY_BYTES`] of UTF-8.
+async fn read_body(body: Body) -> Result<String, AppError> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|error| {
+            let too_long = std::error::Error::source(&error)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            if too_long {
+                AppError::TooLarge
+            } else {
+                AppError::BadRequest("the request body could not be read".into())
+            }
+        })?;
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| AppError::BadRequest("the request body must be UTF-8 text".into()))
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub enum AppError {
     /// The request is understood but its content is not acceptable.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request body is longer than the endpoint accepts.
+    #[error("request body too large")]
+    TooLarge,
     /// Something failed that the client cannot fix.
     #[error("internal error: {0}")]
     Internal(String),
@@ -51,6 +54,9 @@ impl IntoResponse for AppError {
                 response
             }
             AppError::BadRequest(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+            AppError::TooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response()
+            }
             AppError::Internal(error) => {
                 tracing::error!(%error, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()

@@ -1,6 +1,6 @@
 //! Prometheus metrics: one registry, grouped metric families, and the exposition encoder.
 //!
-//! Label values are bounded by construction: `route` comes from the router's matched path (or
+//! Label values are bounded by construction: `route` is the path of the route that answered (or
 //! `unmatched`), `method` from a fixed list, `status` from the status code, `store` and
 //! `operation` from enums. Nothing a client sends can create a new series.
 
@@ -111,7 +111,7 @@ pub struct Metrics {
     pub leaked_bytes: Gauge<u64, AtomicU64>,
     /// Burner processes started by the `slow-even` fault.
     pub fault_children_started: Counter,
-    /// Handles of the `GET` → 200 series of every route, indexed like [`crate::routes::ROUTES`],
+    /// Handles of the `GET` → 200 series of every route, indexed like [`crate::routes::Route::ALL`],
     /// resolved once so the common case skips two family lookups per request. `None` for
     /// routes that do not answer `GET`.
     pub http_ok_get: Arc<[Option<(Counter, Histogram)>]>,
@@ -126,14 +126,14 @@ impl Metrics {
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
             "http_requests",
-            "HTTP requests answered, by matched route, method and status",
+            "HTTP requests answered, by route, method and status",
             http_requests.clone(),
         );
         let http_duration: Family<HttpLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(http_duration_constructor as _);
         registry.register(
             "http_request_duration_seconds",
-            "HTTP request latency in seconds, by matched route, method and status",
+            "HTTP request latency in seconds, by route, method and status",
             http_duration.clone(),
         );
         let http_in_flight = Gauge::default();
@@ -208,12 +208,12 @@ impl Metrics {
             fault_children_started.clone(),
         );
         registry.register_collector(Box::new(process));
-        let http_ok_get = crate::routes::ROUTES
+        let http_ok_get = crate::routes::Route::ALL
             .iter()
-            .map(|&route| {
-                crate::routes::GET_ROUTES.contains(&route).then(|| {
+            .map(|route| {
+                (route.method() == axum::http::Method::GET).then(|| {
                     let labels = HttpLabels {
-                        route,
+                        route: route.path(),
                         method: Method::GET,
                         status: 200,
                     };

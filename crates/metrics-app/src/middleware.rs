@@ -1,7 +1,8 @@
-//! The one middleware every request passes: request id, instance header, metrics and the
-//! access log.
+//! What every request goes through, around its handler: request id, instance header, metrics
+//! and the access log. [`crate::routes::App`] starts an [`Observation`] when a request arrives
+//! and its [`ObserveFuture`] finishes it when the answer is ready.
 //!
-//! Routes are labelled by the router's matched path, so `/counter?x=1` and a scan of random
+//! Requests are labelled by the [`Route`] that answered, so `/counter?x=1` and a scan of random
 //! paths cost no new series: unknown paths all become `unmatched`.
 
 use std::convert::Infallible;
@@ -10,13 +11,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
 use axum::http::header::HeaderName;
+use axum::http::{HeaderValue, Request};
 use axum::response::Response;
-use tower::{Layer, Service};
 
 use crate::metrics::{HttpLabels, Method};
+use crate::routes::Route;
 use crate::state::AppState;
 
 /// Header naming the instance that answered.
@@ -30,54 +30,22 @@ pub const UNMATCHED: &str = "unmatched";
 /// Longest request id accepted from a client; longer or odd ones are replaced.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Wraps every route in [`Observe`].
-///
-/// A hand-written layer rather than `axum::middleware::from_fn`: this runs on every request,
-/// and the generic version costs an extra boxed service clone and extractor pass per request
-/// (about a tenth of the throughput in `bench/run.sh`).
-#[derive(Clone)]
-pub struct ObserveLayer {
-    state: AppState,
+/// What is noted about a request when it arrives, to record it when it is answered.
+pub struct Observation {
+    started: Instant,
+    route: Option<Route>,
+    // Kept for the log line as sent (the metric label folds unusual methods into OTHER).
+    http_method: axum::http::Method,
+    // Moved into the response's headers when it is ready.
+    request_id: HeaderValue,
+    // Decrements the in-flight gauge even if the request is dropped (client gone, shutdown
+    // timeout); also the handle on the shared state.
+    in_flight: InFlight,
 }
 
-impl ObserveLayer {
-    /// A layer recording into `state`'s metrics and naming `state`'s instance.
-    pub fn new(state: AppState) -> Self {
-        Self { state }
-    }
-}
-
-impl<S> Layer<S> for ObserveLayer {
-    type Service = Observe<S>;
-
-    fn layer(&self, inner: S) -> Observe<S> {
-        Observe {
-            inner,
-            state: self.state.clone(),
-        }
-    }
-}
-
-/// Observes one request: see the module documentation.
-#[derive(Clone)]
-pub struct Observe<S> {
-    inner: S,
-    state: AppState,
-}
-
-impl<S> Service<Request> for Observe<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = ObserveFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
+impl Observation {
+    /// Starts observing `request`, which `route` answers (`None`: no route matched).
+    pub fn start<B>(state: &AppState, request: &Request<B>, route: Option<Route>) -> Self {
         let started = Instant::now();
         let request_id = request
             .headers()
@@ -85,69 +53,38 @@ where
             .filter(|v| is_sane_request_id(v))
             .cloned()
             .unwrap_or_else(new_request_id);
-        let (route_index, route) = route_label(request.extensions().get::<MatchedPath>());
-        // Kept for the log line as sent (the metric label folds unusual methods into OTHER).
-        let http_method = request.method().clone();
-        self.state.metrics.http_in_flight.inc();
-        ObserveFuture {
-            inner: self.inner.call(request),
+        state.metrics.http_in_flight.inc();
+        Self {
             started,
-            request_id,
-            route_index,
             route,
-            http_method,
-            in_flight: InFlight(self.state.clone()),
+            http_method: request.method().clone(),
+            request_id,
+            in_flight: InFlight(state.clone()),
         }
     }
-}
 
-pin_project_lite::pin_project! {
-    /// A request being observed: records it when the inner service answers. A named future
-    /// rather than a boxed `async` block: no allocation, and no copy of the inner future
-    /// into the heap, on every request.
-    pub struct ObserveFuture<F> {
-        #[pin]
-        inner: F,
-        started: Instant,
-        // Moved into the response's headers when it is ready.
-        request_id: HeaderValue,
-        route_index: Option<usize>,
-        route: &'static str,
-        http_method: axum::http::Method,
-        // Decrements the in-flight gauge even if the future is dropped (client gone,
-        // shutdown timeout); also the handle on the shared state.
-        in_flight: InFlight,
-    }
-}
-
-impl<F> Future for ObserveFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Ok(mut response) = std::task::ready!(this.inner.poll(cx));
-        let state = &this.in_flight.0;
-        let elapsed = this.started.elapsed();
+    /// Records the answer: metrics, access log, `X-Instance` and `X-Request-Id`.
+    fn finish(&mut self, response: &mut Response) {
+        let state = &self.in_flight.0;
+        let elapsed = self.started.elapsed();
         let status = response.status().as_u16();
+        let route = self.route.map_or(UNMATCHED, Route::path);
         record(
             state,
-            *this.route_index,
+            self.route,
             HttpLabels {
-                route: this.route,
-                method: Method::from(&*this.http_method),
+                route,
+                method: Method::from(&self.http_method),
                 status,
             },
             elapsed,
         );
-        // A ready future is not polled again: leave an empty value behind.
-        let request_id = std::mem::replace(this.request_id, HeaderValue::from_static(""));
+        // Finished once: leave an empty value behind.
+        let request_id = std::mem::replace(&mut self.request_id, HeaderValue::from_static(""));
         access_log(
             state,
-            this.route,
-            this.http_method,
+            route,
+            &self.http_method,
             status,
             elapsed,
             &request_id,
@@ -155,16 +92,51 @@ where
         let headers = response.headers_mut();
         headers.insert(X_INSTANCE.clone(), state.instance.clone());
         headers.insert(X_REQUEST_ID.clone(), request_id);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request being answered and observed: records it when the answer is ready. A named
+    /// future rather than a boxed `async` block: no allocation, and no copy of the inner
+    /// future into the heap, on every request.
+    pub struct ObserveFuture<F> {
+        #[pin]
+        inner: F,
+        observation: Observation,
+    }
+}
+
+impl<F> ObserveFuture<F> {
+    /// `inner`'s answer, recorded by `observation`.
+    pub fn new(inner: F, observation: Observation) -> Self {
+        Self { inner, observation }
+    }
+}
+
+impl<F> Future for ObserveFuture<F>
+where
+    F: Future<Output = Response>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx));
+        this.observation.finish(&mut response);
         Poll::Ready(Ok(response))
     }
 }
 
 /// Counts the request and records its latency, through the pre-resolved handles when the
 /// series is a `GET` → 200 one.
-fn record(state: &AppState, route_index: Option<usize>, labels: HttpLabels, elapsed: Duration) {
+fn record(state: &AppState, route: Option<Route>, labels: HttpLabels, elapsed: Duration) {
     let seconds = elapsed.as_secs_f64();
-    let fast = match (route_index, labels.method, labels.status) {
-        (Some(i), Method::GET, 200) => state.metrics.http_ok_get.get(i).and_then(Option::as_ref),
+    let fast = match (route, labels.method, labels.status) {
+        (Some(route), Method::GET, 200) => state
+            .metrics
+            .http_ok_get
+            .get(route.index())
+            .and_then(Option::as_ref),
         _ => None,
     };
     if let Some((requests, duration)) = fast {
@@ -197,14 +169,16 @@ fn access_log(
             tracing::event!(
                 target: "access",
                 $level,
+                // A plain string field rather than a format string: recorded as it is,
+                // without a pass through `fmt`.
+                message = "request",
                 method = method.as_str(),
                 route,
                 status,
                 // Microsecond resolution is plenty and keeps log lines short.
-                latency_ms = elapsed.as_micros() as f64 / 1000.0,
+                latency_ms = elapsed.as_micros() as u64 as f64 / 1000.0,
                 instance = state.instance.to_str().unwrap_or_default(),
                 request_id = request_id.to_str().unwrap_or_default(),
-                "request"
             )
         };
     }
@@ -213,18 +187,6 @@ fn access_log(
     } else {
         event!(tracing::Level::INFO);
     }
-}
-
-/// The route label and its index in [`crate::routes::ROUTES`]: one of the router's own paths,
-/// so labels are `'static` and allocation-free.
-fn route_label(matched: Option<&MatchedPath>) -> (Option<usize>, &'static str) {
-    let Some(matched) = matched else {
-        return (None, UNMATCHED);
-    };
-    crate::routes::ROUTES
-        .iter()
-        .position(|r| *r == matched.as_str())
-        .map_or((None, UNMATCHED), |i| (Some(i), crate::routes::ROUTES[i]))
 }
 
 struct InFlight(AppState);

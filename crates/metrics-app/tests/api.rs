@@ -14,13 +14,13 @@ use common::{PASSWORD, TestApp, client, config, counter_value};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-fn router() -> axum::Router {
+fn router() -> metrics_app::routes::App {
     let (state, _) = metrics_app::build_state(&config(&[]), None).unwrap();
     metrics_app::app(state)
 }
 
 async fn call(
-    app: &axum::Router,
+    app: &metrics_app::routes::App,
     request: Request<Body>,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
     let response = app.clone().oneshot(request).await.unwrap();
@@ -89,13 +89,41 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_short_bodies() {
     );
     assert_eq!(headers["x-instance"], "test-instance");
     let req = Request::delete("/counter").body(Body::empty()).unwrap();
-    let (status, _, body) = call(&app, req).await;
+    let (status, headers, body) = call(&app, req).await;
     assert_eq!(
         (status, body.as_str()),
         (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     );
+    assert_eq!(headers["allow"], "GET,HEAD");
+    let (status, headers, _) = call(&app, get("/admin/counter/reset")).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
+    // Near misses of a route are unknown paths, not the route.
+    for near in ["/counter/", "/Counter", "/c%6Funter", "//counter"] {
+        assert_eq!(
+            call(&app, get(near)).await.0,
+            StatusCode::NOT_FOUND,
+            "{near}"
+        );
+    }
     // A 405 must not count.
     assert_eq!(call(&app, get("/counter")).await.2, "Counter value: 1");
+}
+
+#[tokio::test]
+async fn head_answers_the_get_headers_and_length_without_a_body_and_still_counts() {
+    let app = router();
+    let head = Request::head("/counter").body(Body::empty()).unwrap();
+    let (status, headers, body) = call(&app, head).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "");
+    assert_eq!(
+        headers["content-length"],
+        "Counter value: 1".len().to_string()
+    );
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert!(headers.contains_key("x-request-id"));
+    assert_eq!(call(&app, get("/counter")).await.2, "Counter value: 2");
 }
 
 #[tokio::test]

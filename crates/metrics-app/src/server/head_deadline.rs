@@ -90,7 +90,12 @@ pub async fn head_overdue(clock: &HeadClock) {
     }
 }
 
-/// Wraps a connection's service so it keeps the connection's [`HeadClock`].
+/// A connection's service: the application, reporting request arrivals and completions to
+/// the connection's [`HeadClock`].
+///
+/// A hyper service itself rather than a tower one behind `TowerToHyperService`, which would
+/// wrap every request in a readiness-polling `Oneshot`. `S` must therefore be always ready,
+/// as [`crate::routes::App`] is.
 #[derive(Clone)]
 pub struct TrackHeads<S> {
     inner: S,
@@ -104,22 +109,18 @@ impl<S> TrackHeads<S> {
     }
 }
 
-impl<S, R> Service<R> for TrackHeads<S>
+impl<S, R> hyper::service::Service<R> for TrackHeads<S>
 where
-    S: Service<R>,
+    S: Service<R> + Clone,
 {
     type Response = S::Response;
     type Error = S::Error;
     type Future = Tracked<S::Future>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: R) -> Self::Future {
+    fn call(&self, request: R) -> Self::Future {
         self.clock.head_received();
         Tracked {
-            inner: self.inner.call(request),
+            inner: self.inner.clone().call(request),
             clock: self.clock.clone(),
         }
     }

@@ -18,13 +18,12 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub mod head_deadline;
 
-use crate::routes::app;
+use crate::routes::{App, app};
 use crate::state::AppState;
 use head_deadline::{HeadClock, TrackHeads, head_overdue};
 
@@ -117,7 +116,7 @@ pub async fn run(
 /// What every accepted connection is served with.
 struct Serving<'a> {
     builder: &'a http1::Builder,
-    service: &'a axum::Router,
+    service: &'a App,
     graceful: &'a GracefulShutdown,
     permits: &'a Arc<Semaphore>,
     header_read_timeout: Duration,
@@ -153,8 +152,7 @@ async fn accept_until(
         };
         let _ = stream.set_nodelay(true);
         let clock = HeadClock::start(serving.header_read_timeout);
-        let service =
-            TowerToHyperService::new(TrackHeads::new(serving.service.clone(), clock.clone()));
+        let service = TrackHeads::new(serving.service.clone(), clock.clone());
         let conn = serving
             .builder
             .serve_connection(TokioIo::new(stream), service);
