@@ -38,13 +38,13 @@ pub use server::{ServerOptions, Stopped};
 pub use state::AppState;
 
 use config::Config;
+use logging::Logging;
 use process_stats::ProcessStats;
-use state::LogControl;
 
 /// Builds the shared state from a checked configuration. Must run inside a tokio runtime.
 pub fn build_state(
     config: &Config,
-    log_control: Option<LogControl>,
+    logging: Option<Logging>,
 ) -> store::Result<(AppState, Arc<ProcessStats>)> {
     let process = Arc::new(ProcessStats::default());
     let metrics = metrics::Metrics::new(&config.faults, process.clone());
@@ -55,7 +55,7 @@ pub fn build_state(
         &config.instance,
         config.password.clone(),
         config.faults.clone(),
-        log_control,
+        logging,
     );
     Ok((state, process))
 }
@@ -65,10 +65,10 @@ pub fn build_state(
 pub async fn run(
     listener: tokio::net::TcpListener,
     config: Config,
-    log_control: Option<LogControl>,
+    logging: Option<Logging>,
     shutdown: impl Future<Output = ()>,
 ) -> store::Result<Stopped> {
-    let (state, process) = build_state(&config, log_control)?;
+    let (state, process) = build_state(&config, logging)?;
     announce(&config);
     let (stop_sampler, sampler_stopped) = tokio::sync::oneshot::channel::<()>();
     let sampler = tokio::spawn(process_stats::run_sampler(

@@ -40,14 +40,14 @@ fn main() -> ExitCode {
         }
     };
     // Keep the guard until the end of main: dropping it flushes the buffered log lines.
-    let (log_control, _log_flush) = match logging::init(config.log_format) {
+    let (logging, _log_flush) = match logging::init(config.log_format) {
         Ok(logging) => logging,
         Err(error) => {
             eprintln!("metrics-app: cannot start the log writer thread: {error}");
             return ExitCode::from(1);
         }
     };
-    match serve(config, log_control) {
+    match serve(config, logging) {
         Ok(Stopped::Clean) => ExitCode::SUCCESS,
         Ok(Stopped::TimedOut { open_connections }) => {
             // The orchestrator asked us to stop; cutting slow clients off is not a failure.
@@ -67,7 +67,7 @@ fn main() -> ExitCode {
 
 fn serve(
     config: metrics_app::config::Config,
-    log_control: metrics_app::state::LogControl,
+    logging: logging::Logging,
 ) -> anyhow::Result<Stopped> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,7 +82,7 @@ fn serve(
             .local_addr()
             .context("cannot read the bound address")?;
         tracing::info!(address = %local, "listening");
-        metrics_app::run(listener, config, Some(log_control), shutdown)
+        metrics_app::run(listener, config, Some(logging), shutdown)
             .await
             .context("cannot set up the counter store")
     })

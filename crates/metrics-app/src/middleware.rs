@@ -15,6 +15,9 @@ use axum::http::header::HeaderName;
 use axum::http::{HeaderValue, Request};
 use axum::response::Response;
 
+use tracing::Level;
+
+use crate::logging::access::{AccessLog, AccessRecord};
 use crate::metrics::{HttpLabels, Method};
 use crate::routes::Route;
 use crate::state::AppState;
@@ -162,31 +165,20 @@ fn access_log(
     elapsed: Duration,
     request_id: &HeaderValue,
 ) {
-    // Field values are evaluated by the macros only when the event is enabled: with the
-    // access log filtered out this costs a level check.
-    macro_rules! event {
-        ($level:expr) => {
-            tracing::event!(
-                target: "access",
-                $level,
-                // A plain string field rather than a format string: recorded as it is,
-                // without a pass through `fmt`.
-                message = "request",
-                method = method.as_str(),
-                route,
-                status,
-                // Microsecond resolution is plenty and keeps log lines short.
-                latency_ms = elapsed.as_micros() as u64 as f64 / 1000.0,
-                instance = state.instance.to_str().unwrap_or_default(),
-                request_id = request_id.to_str().unwrap_or_default(),
-            )
-        };
+    let quiet = matches!(route, "/healthz" | "/readyz" | "/metrics") && status < 400;
+    let level = if quiet { Level::DEBUG } else { Level::INFO };
+    if !AccessLog::enabled(level) {
+        return;
     }
-    if matches!(route, "/healthz" | "/readyz" | "/metrics") && status < 400 {
-        event!(tracing::Level::DEBUG);
-    } else {
-        event!(tracing::Level::INFO);
-    }
+    state.access_log.write(&AccessRecord {
+        level,
+        method: method.as_str(),
+        route,
+        status,
+        latency_micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        instance: state.instance.to_str().unwrap_or_default(),
+        request_id: request_id.to_str().unwrap_or_default(),
+    });
 }
 
 struct InFlight(AppState);

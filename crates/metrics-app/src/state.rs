@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::http::HeaderValue;
 
 use crate::faults::{Faults, Leak};
+use crate::logging::Logging;
+use crate::logging::access::AccessLog;
 use crate::metrics::Metrics;
 use crate::secret::Secret;
 use crate::store::Store;
@@ -36,6 +38,8 @@ pub struct Shared {
     draining: AtomicBool,
     /// Run-time log filter control, when the binary installed one.
     pub log_control: Option<LogControl>,
+    /// How access events are written.
+    pub access_log: AccessLog,
 }
 
 impl AppState {
@@ -46,7 +50,7 @@ impl AppState {
         instance: &str,
         password: Secret,
         faults: Faults,
-        log_control: Option<LogControl>,
+        logging: Option<Logging>,
     ) -> Self {
         let instance = HeaderValue::from_str(instance)
             .unwrap_or_else(|_| HeaderValue::from_static("metrics-app"));
@@ -58,7 +62,8 @@ impl AppState {
             faults,
             leak: Leak::default(),
             draining: AtomicBool::new(false),
-            log_control,
+            log_control: logging.as_ref().map(|l| l.control.clone()),
+            access_log: logging.map(|l| l.access).unwrap_or_default(),
         }))
     }
 

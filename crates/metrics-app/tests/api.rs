@@ -302,7 +302,11 @@ async fn log_level_changes_are_validated_and_bodies_are_bounded() {
         seen.lock().unwrap().push(f.to_string());
         Ok(())
     });
-    let (state, _) = metrics_app::build_state(&config(&[]), Some(control)).unwrap();
+    let logging = metrics_app::logging::Logging {
+        control,
+        access: metrics_app::logging::access::AccessLog::Tracing,
+    };
+    let (state, _) = metrics_app::build_state(&config(&[]), Some(logging)).unwrap();
     let app = metrics_app::app(state);
     let put = |body: Vec<u8>, auth: bool| {
         let mut req = Request::put("/admin/log-level");

@@ -19,6 +19,9 @@ use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
 
+use super::access::{self, AccessRecord};
+use super::line_buffer::LineBuffer;
+
 /// A layer writing every event it sees as one JSON object per line to `W`.
 pub struct JsonLines<W> {
     make_writer: W,
@@ -63,16 +66,7 @@ where
     W: for<'w> MakeWriter<'w> + 'static,
 {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
-        LINE.with(|line| {
-            // A re-entrant event (logging from inside a Debug impl being logged) gets a fresh
-            // buffer instead of a panic on the borrowed one.
-            let mut fresh = Scratch::default();
-            let mut borrowed = line.try_borrow_mut();
-            let scratch = match borrowed.as_deref_mut() {
-                Ok(scratch) => scratch,
-                Err(_) => &mut fresh,
-            };
-            scratch.line.clear();
+        with_scratch(|scratch| {
             encode(event, &mut scratch.line, &mut scratch.second);
             let _ = self
                 .make_writer
@@ -82,6 +76,64 @@ where
     }
 }
 
+/// Runs `f` with this thread's scratch, its line cleared. A re-entrant event (logging from
+/// inside a `Debug` impl being logged), or one logged while the thread is being torn down,
+/// gets a fresh one instead of a panic.
+fn with_scratch(f: impl FnOnce(&mut Scratch)) {
+    let mut f = Some(f);
+    let _ = LINE.try_with(|line| {
+        if let Ok(mut scratch) = line.try_borrow_mut()
+            && let Some(f) = f.take()
+        {
+            scratch.line.clear();
+            f(&mut scratch);
+        }
+    });
+    if let Some(f) = f {
+        f(&mut Scratch::default());
+    }
+}
+
+/// Writes `record` as one line to `buffer`: the very line [`JsonLines`] writes for the
+/// equivalent tracing event ([`access::emit_event`]), encoded from the typed fields.
+pub(crate) fn write_access_line(record: &AccessRecord<'_>, buffer: &LineBuffer) {
+    with_scratch(|scratch| {
+        encode_access(record, &mut scratch.line, &mut scratch.second);
+        buffer.append(&scratch.line, false);
+    });
+}
+
+/// Appends `record` to `buf` as one JSON object and a newline (see [`write_access_line`]).
+fn encode_access(record: &AccessRecord<'_>, buf: &mut Vec<u8>, second: &mut SecondCache) {
+    buf.reserve(LINE_RESERVE);
+    buf.extend_from_slice(b"{\"timestamp\":\"");
+    push_timestamp(buf, second, since_epoch());
+    buf.extend_from_slice(b"\",\"level\":\"");
+    buf.extend_from_slice(record.level.as_str().as_bytes());
+    buf.extend_from_slice(b"\",\"target\":\"");
+    push_escaped(buf, access::TARGET);
+    buf.extend_from_slice(b"\",\"message\":\"request\",\"method\":\"");
+    push_escaped(buf, record.method);
+    buf.extend_from_slice(b"\",\"route\":\"");
+    push_escaped(buf, record.route);
+    buf.extend_from_slice(b"\",\"status\":");
+    push_u64(buf, record.status.into());
+    buf.extend_from_slice(b",\"latency_ms\":");
+    push_f64(buf, record.latency_ms());
+    buf.extend_from_slice(b",\"instance\":\"");
+    push_escaped(buf, record.instance);
+    buf.extend_from_slice(b"\",\"request_id\":\"");
+    push_escaped(buf, record.request_id);
+    buf.extend_from_slice(b"\"}\n");
+}
+
+/// Wall-clock time for a line's timestamp.
+fn since_epoch() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// Appends `event` to `buf` as one JSON object and a newline.
 fn encode(event: &Event<'_>, buf: &mut Vec<u8>, second: &mut SecondCache) {
     buf.reserve(LINE_RESERVE);
@@ -89,10 +141,7 @@ fn encode(event: &Event<'_>, buf: &mut Vec<u8>, second: &mut SecondCache) {
     let normalized = event.normalized_metadata();
     let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
     buf.extend_from_slice(b"{\"timestamp\":\"");
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    push_timestamp(buf, second, since_epoch);
+    push_timestamp(buf, second, since_epoch());
     buf.extend_from_slice(b"\",\"level\":\"");
     buf.extend_from_slice(meta.level().as_str().as_bytes());
     buf.extend_from_slice(b"\",\"target\":");
@@ -371,7 +420,8 @@ mod tests {
         }
     }
 
-    fn lines_of(emit: impl FnOnce()) -> Vec<serde_json::Value> {
+    /// The lines the layer writes for the events `emit` logs, as written.
+    fn raw_lines_of(emit: impl FnOnce()) -> Vec<String> {
         let captured = Captured::default();
         let subscriber = tracing_subscriber::registry().with(JsonLines::new(captured.clone()));
         tracing::subscriber::with_default(subscriber, emit);
@@ -381,7 +431,12 @@ mod tests {
             text.ends_with('\n'),
             "every line ends with a newline: {text:?}"
         );
-        text.lines()
+        text.lines().map(String::from).collect()
+    }
+
+    fn lines_of(emit: impl FnOnce()) -> Vec<serde_json::Value> {
+        raw_lines_of(emit)
+            .iter()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
     }
@@ -405,6 +460,62 @@ mod tests {
             humantime::parse_rfc3339(timestamp).is_ok() && timestamp.ends_with('Z'),
             "{timestamp}"
         );
+    }
+
+    /// A line without its timestamp value, which differs between two encodings.
+    fn without_timestamp(line: &str) -> String {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        let timestamp = value["timestamp"].as_str().unwrap();
+        assert!(humantime::parse_rfc3339(timestamp).is_ok(), "{timestamp}");
+        line.replacen(timestamp, "T", 1)
+    }
+
+    #[test]
+    fn a_directly_encoded_access_line_is_the_line_of_the_equivalent_tracing_event() {
+        let records = [
+            AccessRecord {
+                level: tracing::Level::INFO,
+                method: "GET",
+                route: "/counter",
+                status: 200,
+                latency_micros: 21,
+                instance: "metrics-app-7c9d-x2",
+                request_id: "8ca56073858d49c30000000000000000",
+            },
+            AccessRecord {
+                level: tracing::Level::DEBUG,
+                method: "HEAD",
+                route: "/healthz",
+                status: 503,
+                latency_micros: 12_345_678,
+                instance: "a",
+                request_id: "x",
+            },
+            AccessRecord {
+                level: tracing::Level::INFO,
+                method: "PROPFIND",
+                route: "unmatched",
+                status: 404,
+                latency_micros: 0,
+                instance: "host \"quoted\" \\ é",
+                request_id: "id\"with\\escapes{}",
+            },
+        ];
+        for record in records {
+            let lines = raw_lines_of(|| access::emit_event(&record));
+            assert_eq!(lines.len(), 1);
+            let via_tracing = &lines[0];
+            let mut direct = Vec::new();
+            encode_access(&record, &mut direct, &mut SecondCache::default());
+            let direct = String::from_utf8(direct).unwrap();
+            assert!(direct.ends_with('\n'));
+            // Same bytes, field order included.
+            assert_eq!(
+                without_timestamp(direct.trim_end()),
+                without_timestamp(via_tracing),
+                "{record:?}"
+            );
+        }
     }
 
     #[test]

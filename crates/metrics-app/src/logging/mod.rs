@@ -4,14 +4,16 @@
 //! Lines go to stdout through [`line_buffer`]: a request formats its access-log line and
 //! copies it into a shared buffer that a writer thread writes in batches, instead of paying a
 //! `write` system call per line. The buffer is bounded and lossless (a request waits rather
-//! than a line being dropped). JSON lines are encoded by [`json_lines`], text by
-//! tracing-subscriber's formatter.
+//! than a line being dropped). JSON lines are encoded by [`json_lines`] (access events by
+//! [`access`]), text by tracing-subscriber's formatter.
 
+pub mod access;
 pub mod json_lines;
 pub mod line_buffer;
 
 use std::sync::Arc;
 
+use access::AccessLog;
 use line_buffer::{FlushGuard, LineBuffer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -20,21 +22,36 @@ use tracing_subscriber::{EnvFilter, Layer, reload};
 use crate::config::LogFormat;
 use crate::state::LogControl;
 
-/// Installs the global subscriber. Returns the control used by `PUT /admin/log-level`, and a
-/// guard that flushes pending lines when dropped (keep it alive until exit).
+/// What the service needs from the installed logging.
+#[derive(Clone)]
+pub struct Logging {
+    /// Changes the filter at run time (`PUT /admin/log-level`).
+    pub control: LogControl,
+    /// How access events are written.
+    pub access: AccessLog,
+}
+
+/// Installs the global subscriber. Returns the handles the service needs, and a guard that
+/// flushes pending lines when dropped (keep it alive until exit).
 ///
 /// Fails only if the writer thread cannot be started.
-pub fn init(format: LogFormat) -> std::io::Result<(LogControl, FlushGuard)> {
+pub fn init(format: LogFormat) -> std::io::Result<(Logging, FlushGuard)> {
     let (writer, guard) = LineBuffer::start(std::io::stdout())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let fmt_layer = match format {
-        LogFormat::Json => json_lines::JsonLines::new(writer).boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_target(true)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_writer(writer)
-            .boxed(),
+    let (fmt_layer, access) = match format {
+        LogFormat::Json => (
+            json_lines::JsonLines::new(writer.clone()).boxed(),
+            AccessLog::JsonLines(writer),
+        ),
+        LogFormat::Text => (
+            tracing_subscriber::fmt::layer()
+                .with_target(true)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .with_writer(writer)
+                .boxed(),
+            AccessLog::Tracing,
+        ),
     };
     // A second init (tests) keeps the first subscriber; the control then acts on nothing.
     let _ = tracing_subscriber::registry()
@@ -48,5 +65,5 @@ pub fn init(format: LogFormat) -> std::io::Result<(LogControl, FlushGuard)> {
             .reload(filter)
             .map_err(|e| format!("cannot change the log filter: {e}"))
     });
-    Ok((control, guard))
+    Ok((Logging { control, access }, guard))
 }

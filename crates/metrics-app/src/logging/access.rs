@@ -1,0 +1,101 @@
+//! The access log: one event per request, target `access`.
+//!
+//! Whether an access event is logged is decided like any other event, by the tracing filter
+//! (`RUST_LOG`, changed at run time by `PUT /admin/log-level`). How it is written depends on
+//! the installed logging:
+//! - with JSON lines (the default), it is encoded here, straight from its typed fields, and
+//!   appended to the same [`LineBuffer`] as every other line. The line is exactly what the
+//!   [`super::json_lines`] layer writes for the equivalent tracing event (a test compares
+//!   them), without the generic per-field visitor and key escaping: at one line per request
+//!   that generic path was about a fifth of the service's own CPU time (`bench/README.md`).
+//! - otherwise (text format, or a test's own subscriber), it is an ordinary tracing event.
+
+use tracing::Level;
+
+use super::json_lines;
+use super::line_buffer::LineBuffer;
+
+/// The target of access events.
+pub const TARGET: &str = "access";
+
+/// One answered request, as logged.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRecord<'a> {
+    /// `INFO`, or `DEBUG` for the steady stream of successful probes and scrapes.
+    pub level: Level,
+    /// The method as sent.
+    pub method: &'a str,
+    /// The route label (`unmatched` for unknown paths).
+    pub route: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// Time from request head to response head, in microseconds.
+    pub latency_micros: u64,
+    /// The instance that answered.
+    pub instance: &'a str,
+    /// The request id (echoed or generated).
+    pub request_id: &'a str,
+}
+
+impl AccessRecord<'_> {
+    /// Latency in milliseconds, microsecond resolution (keeps lines short).
+    pub fn latency_ms(&self) -> f64 {
+        self.latency_micros as f64 / 1000.0
+    }
+}
+
+/// How access events are written.
+#[derive(Clone, Default)]
+pub enum AccessLog {
+    /// As a tracing event, formatted by whatever subscriber is installed.
+    #[default]
+    Tracing,
+    /// Encoded directly as a JSON line into the JSON format's line buffer.
+    JsonLines(LineBuffer),
+}
+
+impl AccessLog {
+    /// True if the filter lets access events of `level` through: ask before building a
+    /// record.
+    pub fn enabled(level: Level) -> bool {
+        // One `enabled!` per level: each is a callsite whose answer tracing caches (and
+        // recomputes when the filter is reloaded).
+        if level == Level::DEBUG {
+            tracing::enabled!(target: TARGET, Level::DEBUG)
+        } else {
+            tracing::enabled!(target: TARGET, Level::INFO)
+        }
+    }
+
+    /// Writes `record`, which [`AccessLog::enabled`] let through.
+    pub fn write(&self, record: &AccessRecord<'_>) {
+        match self {
+            AccessLog::JsonLines(buffer) => json_lines::write_access_line(record, buffer),
+            AccessLog::Tracing => emit_event(record),
+        }
+    }
+}
+
+/// `record` as a tracing event: the reference for the JSON encoding above.
+pub fn emit_event(record: &AccessRecord<'_>) {
+    macro_rules! event {
+        ($level:expr) => {
+            tracing::event!(
+                target: TARGET,
+                $level,
+                message = "request",
+                method = record.method,
+                route = record.route,
+                status = record.status,
+                latency_ms = record.latency_ms(),
+                instance = record.instance,
+                request_id = record.request_id,
+            )
+        };
+    }
+    if record.level == Level::DEBUG {
+        event!(Level::DEBUG);
+    } else {
+        event!(Level::INFO);
+    }
+}
