@@ -5,8 +5,7 @@
 //! expected nor the offered secret is ever logged.
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
@@ -49,11 +48,8 @@ fn offered_secret(value: &str) -> Option<Vec<u8>> {
 }
 
 /// `POST /admin/counter/reset`.
-pub async fn reset_counter(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    authorize(&headers, &state)?;
+pub async fn reset_counter(state: &AppState, headers: &HeaderMap) -> Result<Response, AppError> {
+    authorize(headers, state)?;
     state.store.reset().await?;
     state.metrics.counter_value.set(0);
     tracing::info!("counter reset by the admin API");
@@ -61,13 +57,9 @@ pub async fn reset_counter(
 }
 
 /// `PUT /admin/log-level`: the body is a `RUST_LOG`-style filter.
-pub async fn set_log_level(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, AppError> {
-    authorize(&headers, &state)?;
-    let body = read_body(body).await?;
+pub async fn set_log_level(state: &AppState, request: Request<Body>) -> Result<Response, AppError> {
+    authorize(request.headers(), state)?;
+    let body = read_body(request.into_body()).await?;
     let filter = body.trim();
     if filter.is_empty() || filter.len() > 512 {
         return Err(AppError::BadRequest(

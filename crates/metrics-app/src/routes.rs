@@ -5,8 +5,10 @@
 //! never disagree with what answered. axum's `Router` is built for parameterised paths and
 //! nested services; on this service it cost about a tenth of the throughput per request
 //! (boxed service clones, a matched-path and a path-parameter extension on every request;
-//! `bench/README.md`). Handlers stay ordinary axum handlers, with axum's extractors and
-//! responses.
+//! `bench/README.md`). For the same reason the handlers are plain functions of the state and
+//! of what they read from the request, called directly rather than through axum's extractor
+//! machinery (a boxed future and a request taken apart and rebuilt per call); they answer
+//! with axum's responses.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,9 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
-use axum::handler::Handler;
-use axum::http::{HeaderValue, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
 use tower::Service;
@@ -147,6 +147,18 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.handle(request)
+    }
+}
+
+impl App {
+    /// Answers `request`: [`Service::call`] without the `&mut` (the server shares one `App`
+    /// between the requests of a connection instead of cloning it for each).
+    pub fn handle<B>(&self, request: Request<B>) -> ObserveFuture<ResponseFuture>
+    where
+        B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         let route = Route::from_path(request.uri().path());
         let observation = middleware::Observation::start(&self.state, &request, route);
         let response = dispatch(route, request.map(Body::new), self.state.clone());
@@ -166,14 +178,20 @@ fn dispatch(route: Option<Route>, request: Request<Body>, state: AppState) -> Re
         response.headers_mut().insert(header::ALLOW, route.allow());
         return ready(response);
     }
-    let response = match route {
-        Route::Root => Handler::call(root, request, state),
-        Route::Counter => Handler::call(counter, request, state),
-        Route::Healthz => Handler::call(healthz, request, state),
-        Route::Readyz => Handler::call(readyz, request, state),
-        Route::Metrics => Handler::call(metrics, request, state),
-        Route::ResetCounter => Handler::call(admin::reset_counter, request, state),
-        Route::LogLevel => Handler::call(admin::set_log_level, request, state),
+    let response: ResponseFuture = match route {
+        Route::Root => ready(root()),
+        Route::Counter => Box::pin(async move { counter(&state).await.into_response() }),
+        Route::Healthz => ready(healthz()),
+        Route::Readyz => Box::pin(async move { readyz(&state).await }),
+        Route::Metrics => ready(metrics(&state, request.headers()).into_response()),
+        Route::ResetCounter => Box::pin(async move {
+            admin::reset_counter(&state, request.headers())
+                .await
+                .into_response()
+        }),
+        Route::LogLevel => {
+            Box::pin(async move { admin::set_log_level(&state, request).await.into_response() })
+        }
     };
     if head {
         Box::pin(async move { without_body(response.await) })
@@ -207,13 +225,13 @@ fn text(status: StatusCode, body: impl Into<Body>) -> Response {
     response
 }
 
-async fn root() -> Response {
+fn root() -> Response {
     text(StatusCode::OK, "Metrics Dashboard 📈")
 }
 
 /// `GET /counter`: one increment, one answer. With fault modes on, reproduces the original bugs
 /// after the increment, so the value itself stays correct.
-async fn counter(State(state): State<AppState>) -> Result<Response, AppError> {
+async fn counter(state: &AppState) -> Result<Response, AppError> {
     let value = state.store.increment().await?;
     state
         .metrics
@@ -228,7 +246,7 @@ async fn counter(State(state): State<AppState>) -> Result<Response, AppError> {
         state.metrics.leaked_bytes.set(retained);
     }
     if let Some(wait) = state.faults.slow_even.filter(|_| value % 2 == 0) {
-        slow_even(&state, wait).await;
+        slow_even(state, wait).await;
     }
     Ok(text(StatusCode::OK, counter_body(value)))
 }
@@ -262,12 +280,12 @@ async fn slow_even(state: &AppState, wait: Duration) {
     tokio::time::sleep(wait).await;
 }
 
-async fn healthz() -> Response {
+fn healthz() -> Response {
     text(StatusCode::OK, "ok")
 }
 
 /// `GET /readyz`: ready when not draining and the store answers.
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(state: &AppState) -> Response {
     if state.is_draining() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "draining");
     }
@@ -288,10 +306,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: OpenMetrics for scrapers that ask for it, classic text otherwise.
-async fn metrics(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-) -> Result<Response, AppError> {
+fn metrics(state: &AppState, headers: &HeaderMap) -> Result<Response, AppError> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = crate::metrics::Format::from_accept(accept);
     let body = state

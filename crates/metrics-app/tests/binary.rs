@@ -323,6 +323,56 @@ async fn json_logs_have_one_access_event_per_request_and_promtool_accepts_the_me
     );
 }
 
+/// Access lines for `/counter` carrying request id `id` in the binary's output so far.
+fn access_lines_for(app: &Binary, id: &str) -> usize {
+    app.output()
+        .lines()
+        .filter(|l| l.contains("access") && l.contains(id))
+        .count()
+}
+
+#[tokio::test]
+async fn the_access_log_follows_rust_log_and_the_run_time_filter_in_json_and_text() {
+    for format in ["json", "text"] {
+        let mut app = Binary::start(
+            &["--drain-delay", "0s", "--log-format", format],
+            &[("RUST_LOG", "warn")],
+        );
+        wait_until_ok(&app.url("/healthz"), Duration::from_secs(10)).await;
+        let http = client();
+        let get = |id: &'static str| {
+            http.get(app.url("/counter"))
+                .header("x-request-id", id)
+                .send()
+        };
+        get("while-warn").await.unwrap();
+        let put = http
+            .put(app.url("/admin/log-level"))
+            .bearer_auth(PASSWORD)
+            .body("info")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 200);
+        get("after-info").await.unwrap();
+        app.signal("TERM");
+        assert_eq!(app.wait_exit(Duration::from_secs(10)).code(), Some(0));
+        // Lines are all written by exit (the flush guard): no waiting needed.
+        assert_eq!(
+            access_lines_for(&app, "while-warn"),
+            0,
+            "{format}: {}",
+            app.output()
+        );
+        assert_eq!(
+            access_lines_for(&app, "after-info"),
+            1,
+            "{format}: {}",
+            app.output()
+        );
+    }
+}
+
 /// Children of `pid` whose command line contains `needle`.
 fn children_running(pid: u32, needle: &str) -> usize {
     std::fs::read_dir("/proc")

@@ -119,7 +119,7 @@ fn encode_access(record: &AccessRecord<'_>, buf: &mut Vec<u8>, second: &mut Seco
     buf.extend_from_slice(b"\",\"status\":");
     push_u64(buf, record.status.into());
     buf.extend_from_slice(b",\"latency_ms\":");
-    push_f64(buf, record.latency_ms());
+    push_millis(buf, record.latency_micros);
     buf.extend_from_slice(b",\"instance\":\"");
     push_escaped(buf, record.instance);
     buf.extend_from_slice(b"\",\"request_id\":\"");
@@ -356,6 +356,26 @@ fn push_u64(buf: &mut Vec<u8>, mut value: u64) {
     buf.extend_from_slice(&digits[start..]);
 }
 
+/// Appends `micros / 1000` as `{}` writes the `f64` milliseconds, without the float: below
+/// 10^12 µs (11 days) the exact decimal has at most 12 significant digits, so it is the
+/// shortest one that round-trips (`push_f64`'s short cut, by the same argument).
+fn push_millis(buf: &mut Vec<u8>, micros: u64) {
+    if micros >= 1_000_000_000_000 {
+        return push_f64(buf, micros as f64 / 1000.0);
+    }
+    push_u64(buf, micros / 1000);
+    let mut fraction = micros % 1000;
+    if fraction != 0 {
+        buf.push(b'.');
+        let mut divisor = 100;
+        while fraction != 0 {
+            buf.push(b'0' + (fraction / divisor) as u8);
+            fraction %= divisor;
+            divisor /= 10;
+        }
+    }
+}
+
 /// Appends `value` exactly as `{value}` would, taking a short cut for the common case of a
 /// non-negative number with at most three decimals (latencies in milliseconds from whole
 /// microseconds): if `m / 1000` reproduces `value` bit for bit, the shortest decimal that
@@ -561,6 +581,18 @@ mod tests {
                 format!("{value}"),
                 "f64 {value:?}"
             );
+        }
+        // Every latency up to 0.2 s, a spread of larger ones (a fixed LCG), and the edges.
+        let spread = (0..10_000u64).scan(1u64, |x, _| {
+            *x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            Some(*x % 1_000_000_000_000)
+        });
+        let edges = [999_999_999_999, 1_000_000_000_000, 1 << 53, u64::MAX];
+        for micros in (0..200_000).chain(spread).chain(edges) {
+            let mut ours = Vec::new();
+            push_millis(&mut ours, micros);
+            let expected = format!("{}", micros as f64 / 1000.0);
+            assert_eq!(String::from_utf8(ours).unwrap(), expected, "{micros} µs");
         }
         for value in [0, 7, 10, 200, 503, 4_294_967_296, u64::MAX] {
             let mut ours = Vec::new();

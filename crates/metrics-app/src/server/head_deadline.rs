@@ -9,6 +9,7 @@
 //! atomic stores per request), and one timer per connection wakes only when that deadline
 //! may have passed, at most about once per timeout.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,7 +20,11 @@ use std::time::Duration;
 // tokio's clock, so tests can run time forward; the same monotonic clock in production.
 use tokio::time::Instant;
 
-use tower::Service;
+use axum::http::Request;
+use axum::response::Response;
+
+use crate::middleware::ObserveFuture;
+use crate::routes::{App, ResponseFuture};
 
 /// [`HeadClock::deadline_nanos`] while a request is being handled: no deadline.
 const HANDLING: u64 = u64::MAX;
@@ -94,33 +99,34 @@ pub async fn head_overdue(clock: &HeadClock) {
 /// the connection's [`HeadClock`].
 ///
 /// A hyper service itself rather than a tower one behind `TowerToHyperService`, which would
-/// wrap every request in a readiness-polling `Oneshot`. `S` must therefore be always ready,
-/// as [`crate::routes::App`] is.
+/// clone the application and wrap every request in a readiness-polling `Oneshot`: the
+/// application is always ready and answers through `&self`.
 #[derive(Clone)]
-pub struct TrackHeads<S> {
-    inner: S,
+pub struct TrackHeads {
+    app: App,
     clock: Arc<HeadClock>,
 }
 
-impl<S> TrackHeads<S> {
-    /// `inner`, reporting request arrivals and completions to `clock`.
-    pub fn new(inner: S, clock: Arc<HeadClock>) -> Self {
-        Self { inner, clock }
+impl TrackHeads {
+    /// `app`, reporting request arrivals and completions to `clock`.
+    pub fn new(app: App, clock: Arc<HeadClock>) -> Self {
+        Self { app, clock }
     }
 }
 
-impl<S, R> hyper::service::Service<R> for TrackHeads<S>
+impl<B> hyper::service::Service<Request<B>> for TrackHeads
 where
-    S: Service<R> + Clone,
+    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
 {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Tracked<S::Future>;
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Tracked<ObserveFuture<ResponseFuture>>;
 
-    fn call(&self, request: R) -> Self::Future {
+    fn call(&self, request: Request<B>) -> Self::Future {
         self.clock.head_received();
         Tracked {
-            inner: self.inner.clone().call(request),
+            inner: self.app.handle(request),
             clock: self.clock.clone(),
         }
     }
