@@ -17,7 +17,7 @@ use axum::response::Response;
 
 use tracing::Level;
 
-use crate::logging::access::{AccessLog, AccessRecord};
+use crate::logging::access::AccessRecord;
 use crate::metrics::{HttpLabels, Method};
 use crate::routes::Route;
 use crate::state::AppState;
@@ -167,7 +167,7 @@ fn access_log(
 ) {
     let quiet = matches!(route, "/healthz" | "/readyz" | "/metrics") && status < 400;
     let level = if quiet { Level::DEBUG } else { Level::INFO };
-    if !AccessLog::enabled(level) {
+    if !state.access_log.enabled(level) {
         return;
     }
     state.access_log.write(&AccessRecord {

@@ -1,14 +1,18 @@
 //! The access log: one event per request, target `access`.
 //!
 //! Whether an access event is logged is decided like any other event, by the tracing filter
-//! (`RUST_LOG`, changed at run time by `PUT /admin/log-level`). How it is written depends on
-//! the installed logging:
+//! (`RUST_LOG`, changed at run time by `PUT /admin/log-level`); with JSON lines its answer is
+//! kept in an [`AccessFilter`], refreshed when the filter changes. How it is written depends
+//! on the installed logging:
 //! - with JSON lines (the default), it is encoded here, straight from its typed fields, and
 //!   appended to the same [`LineBuffer`] as every other line. The line is exactly what the
 //!   [`super::json_lines`] layer writes for the equivalent tracing event (a test compares
 //!   them), without the generic per-field visitor and key escaping: at one line per request
 //!   that generic path was about a fifth of the service's own CPU time (`bench/README.md`).
 //! - otherwise (text format, or a test's own subscriber), it is an ordinary tracing event.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Level;
 
@@ -51,28 +55,69 @@ pub enum AccessLog {
     #[default]
     Tracing,
     /// Encoded directly as a JSON line into the JSON format's line buffer.
-    JsonLines(LineBuffer),
+    JsonLines {
+        /// Where the lines go.
+        buffer: LineBuffer,
+        /// The filter's answer for access events.
+        filter: Arc<AccessFilter>,
+    },
 }
 
 impl AccessLog {
     /// True if the filter lets access events of `level` through: ask before building a
     /// record.
-    pub fn enabled(level: Level) -> bool {
-        // One `enabled!` per level: each is a callsite whose answer tracing caches (and
-        // recomputes when the filter is reloaded).
-        if level == Level::DEBUG {
-            tracing::enabled!(target: TARGET, Level::DEBUG)
-        } else {
-            tracing::enabled!(target: TARGET, Level::INFO)
+    pub fn enabled(&self, level: Level) -> bool {
+        match self {
+            AccessLog::JsonLines { filter, .. } => filter.enabled(level),
+            AccessLog::Tracing => ask_tracing(level),
         }
     }
 
     /// Writes `record`, which [`AccessLog::enabled`] let through.
     pub fn write(&self, record: &AccessRecord<'_>) {
         match self {
-            AccessLog::JsonLines(buffer) => json_lines::write_access_line(record, buffer),
+            AccessLog::JsonLines { buffer, .. } => json_lines::write_access_line(record, buffer),
             AccessLog::Tracing => emit_event(record),
         }
+    }
+}
+
+/// The tracing filter's answer for access events, kept where a request reads it with one
+/// load instead of asking the subscriber stack (a reload lock and directive matching) every
+/// time. [`AccessFilter::refresh`] must follow every change of the filter; the logging set-up
+/// does it on start and after each reload. Exact because nothing on the request path opens a
+/// span, so the answer cannot depend on the span context.
+#[derive(Debug, Default)]
+pub struct AccessFilter {
+    info: AtomicBool,
+    debug: AtomicBool,
+}
+
+impl AccessFilter {
+    /// Asks the installed subscriber again.
+    pub fn refresh(&self) {
+        self.info.store(ask_tracing(Level::INFO), Ordering::Relaxed);
+        self.debug
+            .store(ask_tracing(Level::DEBUG), Ordering::Relaxed);
+    }
+
+    fn enabled(&self, level: Level) -> bool {
+        if level == Level::DEBUG {
+            self.debug.load(Ordering::Relaxed)
+        } else {
+            self.info.load(Ordering::Relaxed)
+        }
+    }
+}
+
+/// Whether the installed subscriber lets an access event of `level` through.
+fn ask_tracing(level: Level) -> bool {
+    // One `enabled!` per level: each is a callsite whose interest tracing caches (and
+    // recomputes when the filter is reloaded).
+    if level == Level::DEBUG {
+        tracing::enabled!(target: TARGET, Level::DEBUG)
+    } else {
+        tracing::enabled!(target: TARGET, Level::INFO)
     }
 }
 

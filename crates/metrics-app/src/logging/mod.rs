@@ -13,7 +13,7 @@ pub mod line_buffer;
 
 use std::sync::Arc;
 
-use access::AccessLog;
+use access::{AccessFilter, AccessLog};
 use line_buffer::{FlushGuard, LineBuffer};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -39,10 +39,14 @@ pub fn init(format: LogFormat) -> std::io::Result<(Logging, FlushGuard)> {
     let (writer, guard) = LineBuffer::start(std::io::stdout())?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
+    let access_filter = Arc::new(AccessFilter::default());
     let (fmt_layer, access) = match format {
         LogFormat::Json => (
             json_lines::JsonLines::new(writer.clone()).boxed(),
-            AccessLog::JsonLines(writer),
+            AccessLog::JsonLines {
+                buffer: writer,
+                filter: access_filter.clone(),
+            },
         ),
         LogFormat::Text => (
             tracing_subscriber::fmt::layer()
@@ -58,12 +62,15 @@ pub fn init(format: LogFormat) -> std::io::Result<(Logging, FlushGuard)> {
         .with(filter)
         .with(fmt_layer)
         .try_init();
+    access_filter.refresh();
     let control: LogControl = Arc::new(move |directives: &str| {
         let filter =
             EnvFilter::try_new(directives).map_err(|e| format!("invalid log filter: {e}"))?;
         handle
             .reload(filter)
-            .map_err(|e| format!("cannot change the log filter: {e}"))
+            .map_err(|e| format!("cannot change the log filter: {e}"))?;
+        access_filter.refresh();
+        Ok(())
     });
     Ok((Logging { control, access }, guard))
 }
