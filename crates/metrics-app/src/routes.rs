@@ -254,22 +254,11 @@ async fn counter(state: &AppState) -> Result<Response, AppError> {
 /// `Counter value: N`, written without `format!` (this is the busiest response).
 fn counter_body(value: u64) -> String {
     const PREFIX: &str = "Counter value: ";
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = value;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(value);
     let mut body = String::with_capacity(PREFIX.len() + digits.len());
     body.push_str(PREFIX);
-    for &digit in &digits[start..] {
-        body.push(char::from(digit));
-    }
+    body.push_str(digits);
     body
 }
 

@@ -5,10 +5,11 @@
 //! copies it into a shared buffer that a writer thread writes in batches, instead of paying a
 //! `write` system call per line. The buffer is bounded and lossless (a request waits rather
 //! than a line being dropped). JSON lines are encoded by [`json_lines`] (access events by
-//! [`access`]), text by tracing-subscriber's formatter.
+//! [`access`]) from the pieces in [`json_text`], text by tracing-subscriber's formatter.
 
 pub mod access;
 pub mod json_lines;
+pub mod json_text;
 pub mod line_buffer;
 
 use std::sync::Arc;
