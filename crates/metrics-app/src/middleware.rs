@@ -86,7 +86,7 @@ impl Observation {
         let request_id = std::mem::replace(&mut self.request_id, HeaderValue::from_static(""));
         access_log(
             state,
-            route,
+            self.route,
             &self.http_method,
             status,
             elapsed,
@@ -159,13 +159,14 @@ fn record(state: &AppState, route: Option<Route>, labels: HttpLabels, elapsed: D
 /// out of the default (info) log unless they fail.
 fn access_log(
     state: &AppState,
-    route: &'static str,
+    route: Option<Route>,
     method: &axum::http::Method,
     status: u16,
     elapsed: Duration,
     request_id: &HeaderValue,
 ) {
-    let quiet = matches!(route, "/healthz" | "/readyz" | "/metrics") && status < 400;
+    let quiet =
+        matches!(route, Some(Route::Healthz | Route::Readyz | Route::Metrics)) && status < 400;
     let level = if quiet { Level::DEBUG } else { Level::INFO };
     if !state.access_log.enabled(level) {
         return;
@@ -173,7 +174,7 @@ fn access_log(
     state.access_log.write(&AccessRecord {
         level,
         method: method.as_str(),
-        route,
+        route: route.map_or(UNMATCHED, Route::path),
         status,
         latency_micros: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         instance: state.instance.to_str().unwrap_or_default(),

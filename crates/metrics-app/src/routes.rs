@@ -161,13 +161,14 @@ impl App {
     {
         let route = Route::from_path(request.uri().path());
         let observation = middleware::Observation::start(&self.state, &request, route);
-        let response = dispatch(route, request.map(Body::new), self.state.clone());
+        let response = dispatch(route, request.map(Body::new), &self.state);
         ObserveFuture::new(response, observation)
     }
 }
 
 /// Hands `request` to the handler of `route`, or answers 404 or 405.
-fn dispatch(route: Option<Route>, request: Request<Body>, state: AppState) -> ResponseFuture {
+/// Only the handlers that outlive this call (the `async` ones) take a handle on the state.
+fn dispatch(route: Option<Route>, request: Request<Body>, state: &AppState) -> ResponseFuture {
     let Some(route) = route else {
         return ready(text(StatusCode::NOT_FOUND, "not found"));
     };
@@ -180,16 +181,26 @@ fn dispatch(route: Option<Route>, request: Request<Body>, state: AppState) -> Re
     }
     let response: ResponseFuture = match route {
         Route::Root => ready(root()),
-        Route::Counter => Box::pin(async move { counter(&state).await.into_response() }),
         Route::Healthz => ready(healthz()),
-        Route::Readyz => Box::pin(async move { readyz(&state).await }),
-        Route::Metrics => ready(metrics(&state, request.headers()).into_response()),
-        Route::ResetCounter => Box::pin(async move {
-            admin::reset_counter(&state, request.headers())
-                .await
-                .into_response()
-        }),
+        Route::Metrics => ready(metrics(state, request.headers()).into_response()),
+        Route::Counter => {
+            let state = state.clone();
+            Box::pin(async move { counter(&state).await.into_response() })
+        }
+        Route::Readyz => {
+            let state = state.clone();
+            Box::pin(async move { readyz(&state).await })
+        }
+        Route::ResetCounter => {
+            let state = state.clone();
+            Box::pin(async move {
+                admin::reset_counter(&state, request.headers())
+                    .await
+                    .into_response()
+            })
+        }
         Route::LogLevel => {
+            let state = state.clone();
             Box::pin(async move { admin::set_log_level(&state, request).await.into_response() })
         }
     };

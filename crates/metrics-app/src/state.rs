@@ -54,6 +54,10 @@ impl AppState {
     ) -> Self {
         let instance = HeaderValue::from_str(instance)
             .unwrap_or_else(|_| HeaderValue::from_static("metrics-app"));
+        let (log_control, access_log) = match logging {
+            Some(Logging { control, access }) => (Some(control), access),
+            None => (None, AccessLog::default()),
+        };
         Self(Arc::new(Shared {
             store,
             metrics,
@@ -62,8 +66,8 @@ impl AppState {
             faults,
             leak: Leak::default(),
             draining: AtomicBool::new(false),
-            log_control: logging.as_ref().map(|l| l.control.clone()),
-            access_log: logging.map(|l| l.access).unwrap_or_default(),
+            log_control,
+            access_log,
         }))
     }
 

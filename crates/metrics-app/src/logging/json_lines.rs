@@ -13,7 +13,7 @@ use std::fmt::{self, Write as _};
 use std::io::Write as _;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Level, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::{Context, Layer};
@@ -100,14 +100,8 @@ pub(crate) fn write_access_line(record: &AccessRecord<'_>, buffer: &LineBuffer) 
 
 /// Appends `record` to `buf` as one JSON object and a newline (see [`write_access_line`]).
 fn encode_access(record: &AccessRecord<'_>, buf: &mut Vec<u8>, second: &mut SecondCache) {
-    buf.reserve(LINE_RESERVE);
-    buf.extend_from_slice(b"{\"timestamp\":\"");
-    push_timestamp(buf, second, since_epoch());
-    buf.extend_from_slice(b"\",\"level\":\"");
-    buf.extend_from_slice(record.level.as_str().as_bytes());
-    buf.extend_from_slice(b"\",\"target\":\"");
-    push_escaped(buf, access::TARGET);
-    buf.extend_from_slice(b"\",\"message\":\"request\",\"method\":\"");
+    push_line_start(buf, second, &record.level, access::TARGET);
+    buf.extend_from_slice(b",\"message\":\"request\",\"method\":\"");
     push_escaped(buf, record.method);
     buf.extend_from_slice(b"\",\"route\":\"");
     push_escaped(buf, record.route);
@@ -124,18 +118,24 @@ fn encode_access(record: &AccessRecord<'_>, buf: &mut Vec<u8>, second: &mut Seco
 
 /// Appends `event` to `buf` as one JSON object and a newline.
 fn encode(event: &Event<'_>, buf: &mut Vec<u8>, second: &mut SecondCache) {
-    buf.reserve(LINE_RESERVE);
     // Records bridged from the `log` crate carry their real target and level here.
     let normalized = event.normalized_metadata();
     let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+    push_line_start(buf, second, meta.level(), meta.target());
+    event.record(&mut FieldVisitor { buf });
+    buf.extend_from_slice(b"}\n");
+}
+
+/// Starts a line: `{"timestamp":"…","level":"…","target":"…"`, the fields every line opens
+/// with; the caller appends `,"name":value` pairs and closes it.
+fn push_line_start(buf: &mut Vec<u8>, second: &mut SecondCache, level: &Level, target: &str) {
+    buf.reserve(LINE_RESERVE);
     buf.extend_from_slice(b"{\"timestamp\":\"");
     push_timestamp(buf, second, since_epoch());
     buf.extend_from_slice(b"\",\"level\":\"");
-    buf.extend_from_slice(meta.level().as_str().as_bytes());
+    buf.extend_from_slice(level.as_str().as_bytes());
     buf.extend_from_slice(b"\",\"target\":");
-    push_json_str(buf, meta.target());
-    event.record(&mut FieldVisitor { buf });
-    buf.extend_from_slice(b"}\n");
+    push_json_str(buf, target);
 }
 
 /// Appends each field as `,"name":value`.
