@@ -116,8 +116,46 @@ impl Route {
     }
 }
 
-/// A response being produced by a handler.
-pub type ResponseFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
+/// A response being produced by a handler: known already, or still being worked on. Most
+/// answers (every memory-store `/counter`, probes, scrapes, 404s) are known when the handler
+/// returns, and are carried as they are instead of in a heap-allocated future.
+pub struct ResponseFuture(Pending);
+
+enum Pending {
+    Ready(std::future::Ready<Response>),
+    Working(Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+impl ResponseFuture {
+    /// A response that is already known.
+    pub fn ready(response: Response) -> Self {
+        Self(Pending::Ready(std::future::ready(response)))
+    }
+
+    /// A response that `future` will produce.
+    pub fn working(future: impl Future<Output = Response> + Send + 'static) -> Self {
+        Self(Pending::Working(Box::pin(future)))
+    }
+
+    /// The same answer, mapped by `f` once it is known.
+    fn map(self, f: fn(Response) -> Response) -> Self {
+        match self.0 {
+            Pending::Ready(ready) => Self::ready(f(ready.into_inner())),
+            Pending::Working(future) => Self::working(async move { f(future.await) }),
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Response;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
+        match &mut self.get_mut().0 {
+            Pending::Ready(ready) => Pin::new(ready).poll(cx),
+            Pending::Working(future) => future.as_mut().poll(cx),
+        }
+    }
+}
 
 /// The whole HTTP application: dispatch to the handlers, observed by
 /// [`middleware`] (request id, instance header, metrics, access log). A tower service, for
@@ -161,39 +199,42 @@ impl App {
     {
         let route = Route::from_path(request.uri().path());
         let observation = middleware::Observation::start(&self.state, &request, route);
-        let response = dispatch(route, request.map(Body::new), &self.state);
+        let response = dispatch(route, request, &self.state);
         ObserveFuture::new(response, observation)
     }
 }
 
 /// Hands `request` to the handler of `route`, or answers 404 or 405.
 /// Only the handlers that outlive this call (the `async` ones) take a handle on the state.
-fn dispatch(route: Option<Route>, request: Request<Body>, state: &AppState) -> ResponseFuture {
+/// The request body stays as it came (boxing it costs an allocation) unless the handler reads
+/// it.
+fn dispatch<B>(route: Option<Route>, request: Request<B>, state: &AppState) -> ResponseFuture
+where
+    B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     let Some(route) = route else {
-        return ready(text(StatusCode::NOT_FOUND, "not found"));
+        return ResponseFuture::ready(text(StatusCode::NOT_FOUND, "not found"));
     };
     let method = request.method();
     let head = method == Method::HEAD && route.method() == Method::GET;
     if !head && *method != route.method() {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         response.headers_mut().insert(header::ALLOW, route.allow());
-        return ready(response);
+        return ResponseFuture::ready(response);
     }
-    let response: ResponseFuture = match route {
-        Route::Root => ready(root()),
-        Route::Healthz => ready(healthz()),
-        Route::Metrics => ready(metrics(state, request.headers()).into_response()),
-        Route::Counter => {
-            let state = state.clone();
-            Box::pin(async move { counter(&state).await.into_response() })
-        }
+    let response = match route {
+        Route::Root => ResponseFuture::ready(root()),
+        Route::Healthz => ResponseFuture::ready(healthz()),
+        Route::Metrics => ResponseFuture::ready(metrics(state, request.headers()).into_response()),
+        Route::Counter => counter(state),
         Route::Readyz => {
             let state = state.clone();
-            Box::pin(async move { readyz(&state).await })
+            ResponseFuture::working(async move { readyz(&state).await })
         }
         Route::ResetCounter => {
             let state = state.clone();
-            Box::pin(async move {
+            ResponseFuture::working(async move {
                 admin::reset_counter(&state, request.headers())
                     .await
                     .into_response()
@@ -201,19 +242,18 @@ fn dispatch(route: Option<Route>, request: Request<Body>, state: &AppState) -> R
         }
         Route::LogLevel => {
             let state = state.clone();
-            Box::pin(async move { admin::set_log_level(&state, request).await.into_response() })
+            ResponseFuture::working(async move {
+                admin::set_log_level(&state, request.map(Body::new))
+                    .await
+                    .into_response()
+            })
         }
     };
     if head {
-        Box::pin(async move { without_body(response.await) })
+        response.map(without_body)
     } else {
         response
     }
-}
-
-/// A response that is already known.
-fn ready(response: Response) -> ResponseFuture {
-    Box::pin(std::future::ready(response))
 }
 
 /// The answer to `HEAD`: the `GET` answer's headers, its length, no body.
@@ -241,13 +281,46 @@ fn root() -> Response {
 }
 
 /// `GET /counter`: one increment, one answer. With fault modes on, reproduces the original bugs
-/// after the increment, so the value itself stays correct.
-async fn counter(state: &AppState) -> Result<Response, AppError> {
-    let value = state.store.increment().await?;
+/// after the increment, so the value itself stays correct. Answered without an `async` block
+/// when the store answers at once and no fault mode is on (the memory store's steady state).
+fn counter(state: &AppState) -> ResponseFuture {
+    match state.store.increment_now() {
+        Some(result) => counted(state, result),
+        None => {
+            let state = state.clone();
+            ResponseFuture::working(async move {
+                let result = state.store.increment().await;
+                counted(&state, result).await
+            })
+        }
+    }
+}
+
+/// The answer to `/counter` once the store has answered.
+fn counted(state: &AppState, result: crate::store::Result<u64>) -> ResponseFuture {
+    let value = match result {
+        Ok(value) => value,
+        Err(error) => return ResponseFuture::ready(AppError::from(error).into_response()),
+    };
     state
         .metrics
         .counter_value
         .set(i64::try_from(value).unwrap_or(i64::MAX));
+    let faults = &state.faults;
+    if faults.leak_mb.is_none() && faults.slow_even.is_none() {
+        return ResponseFuture::ready(text(StatusCode::OK, counter_body(value)));
+    }
+    let state = state.clone();
+    ResponseFuture::working(async move {
+        match with_faults(&state, value).await {
+            Ok(()) => text(StatusCode::OK, counter_body(value)),
+            Err(error) => error.into_response(),
+        }
+    })
+}
+
+/// The fault modes' work after the increment of `value`.
+async fn with_faults(state: &AppState, value: u64) -> Result<(), AppError> {
     if let Some(mb) = state.faults.leak_mb {
         let leak_state = state.clone();
         // Filling hundreds of megabytes takes a while: keep it off the async workers.
@@ -259,7 +332,7 @@ async fn counter(state: &AppState) -> Result<Response, AppError> {
     if let Some(wait) = state.faults.slow_even.filter(|_| value % 2 == 0) {
         slow_even(state, wait).await;
     }
-    Ok(text(StatusCode::OK, counter_body(value)))
+    Ok(())
 }
 
 /// `Counter value: N`, written without `format!` (this is the busiest response).

@@ -4,11 +4,12 @@
 //! (`RUST_LOG`, changed at run time by `PUT /admin/log-level`); with JSON lines its answer is
 //! kept in an [`AccessFilter`], refreshed when the filter changes. How it is written depends
 //! on the installed logging:
-//! - with JSON lines (the default), it is encoded here, straight from its typed fields, and
-//!   appended to the same [`LineBuffer`] as every other line. The line is exactly what the
-//!   [`super::json_lines`] layer writes for the equivalent tracing event (a test compares
-//!   them), without the generic per-field visitor and key escaping: at one line per request
-//!   that generic path was about a fifth of the service's own CPU time (`bench/README.md`).
+//! - with JSON lines (the default), its fields are copied into the same [`LineBuffer`] as
+//!   every other line, and the writer thread encodes them ([`super::frames`]) into exactly the
+//!   line the [`super::json_lines`] layer writes for the equivalent tracing event (a test
+//!   compares them), without the generic per-field visitor and key escaping: at one line per
+//!   request that generic path was about a fifth of the service's own CPU time, and the
+//!   encoding itself most of what remained (`bench/README.md`).
 //! - otherwise (text format, or a test's own subscriber), it is an ordinary tracing event.
 
 use std::sync::Arc;
@@ -16,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Level;
 
-use super::json_lines;
 use super::line_buffer::LineBuffer;
 
 /// The target of access events.
@@ -76,7 +76,7 @@ impl AccessLog {
     /// Writes `record`, which [`AccessLog::enabled`] let through.
     pub fn write(&self, record: &AccessRecord<'_>) {
         match self {
-            AccessLog::JsonLines { buffer, .. } => json_lines::write_access_line(record, buffer),
+            AccessLog::JsonLines { buffer, .. } => buffer.append_access(record),
             AccessLog::Tracing => emit_event(record),
         }
     }

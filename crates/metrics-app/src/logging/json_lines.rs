@@ -1,9 +1,10 @@
 //! The JSON-lines log encoder: one object per event, written by hand.
 //!
-//! Every request logs one access event, so this runs as often as the handler does.
-//! tracing-subscriber's JSON formatter builds each line through serde and a generic visitor;
-//! this encoder appends the same shape of object straight into a reused per-thread buffer
-//! (`bench/README.md` has the throughput with each). Output per line:
+//! Every request logs one access event, so the access line is encoded as often as the handler
+//! runs ([`encode_access`], called by the log writer thread). tracing-subscriber's JSON
+//! formatter builds each line through serde and a generic visitor; this encoder appends the
+//! same shape of object straight into a reused buffer (`bench/README.md` has the throughput
+//! with each). Output per line:
 //! `{"timestamp":"…Z","level":"INFO","target":"access","message":"request","route":"/counter",…}`
 //! — RFC 3339 UTC timestamp with microseconds, then the event's fields in the order they were
 //! recorded. Spans are not logged (the service opens none on the request path).
@@ -11,6 +12,7 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
+use std::time::Duration;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -20,10 +22,9 @@ use tracing_subscriber::layer::{Context, Layer};
 
 use super::access::{self, AccessRecord};
 use super::json_text::{
-    Escaped, SecondCache, push_escaped, push_f64, push_json_str, push_millis, push_timestamp,
-    push_u64, since_epoch,
+    Escaped, SecondCache, push_escaped, push_escaped_bytes, push_f64, push_json_str, push_millis,
+    push_timestamp, push_u64, since_epoch,
 };
-use super::line_buffer::LineBuffer;
 
 /// A layer writing every event it sees as one JSON object per line to `W`.
 pub struct JsonLines<W> {
@@ -89,30 +90,62 @@ fn with_scratch(f: impl FnOnce(&mut Scratch)) {
     }
 }
 
-/// Writes `record` as one line to `buffer`: the very line [`JsonLines`] writes for the
-/// equivalent tracing event ([`access::emit_event`]), encoded from the typed fields.
-pub(crate) fn write_access_line(record: &AccessRecord<'_>, buffer: &LineBuffer) {
-    with_scratch(|scratch| {
-        encode_access(record, &mut scratch.line, &mut scratch.second);
-        buffer.append(&scratch.line, false);
-    });
+/// An access record's fields as [`encode_access`] takes them: the strings as their UTF-8
+/// bytes, which is how the log writer reads them back from its buffer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AccessFields<'a> {
+    /// As [`AccessRecord::level`].
+    pub level: Level,
+    /// As [`AccessRecord::status`].
+    pub status: u16,
+    /// As [`AccessRecord::latency_micros`].
+    pub latency_micros: u64,
+    /// [`AccessRecord::method`]'s bytes.
+    pub method: &'a [u8],
+    /// [`AccessRecord::route`]'s bytes.
+    pub route: &'a [u8],
+    /// [`AccessRecord::instance`]'s bytes.
+    pub instance: &'a [u8],
+    /// [`AccessRecord::request_id`]'s bytes.
+    pub request_id: &'a [u8],
 }
 
-/// Appends `record` to `buf` as one JSON object and a newline (see [`write_access_line`]).
-fn encode_access(record: &AccessRecord<'_>, buf: &mut Vec<u8>, second: &mut SecondCache) {
-    push_line_start(buf, second, &record.level, access::TARGET);
+impl<'a> From<&AccessRecord<'a>> for AccessFields<'a> {
+    fn from(record: &AccessRecord<'a>) -> Self {
+        Self {
+            level: record.level,
+            status: record.status,
+            latency_micros: record.latency_micros,
+            method: record.method.as_bytes(),
+            route: record.route.as_bytes(),
+            instance: record.instance.as_bytes(),
+            request_id: record.request_id.as_bytes(),
+        }
+    }
+}
+
+/// Appends an access record, logged at wall-clock time `at`, to `buf` as one JSON object and
+/// a newline: the very line [`JsonLines`] writes for the equivalent tracing event
+/// ([`access::emit_event`]), encoded from the typed fields.
+pub(super) fn encode_access(
+    record: &AccessFields<'_>,
+    at: Duration,
+    buf: &mut Vec<u8>,
+    second: &mut SecondCache,
+) {
+    push_line_start(buf, second, &record.level, access::TARGET, at);
     buf.extend_from_slice(b",\"message\":\"request\",\"method\":\"");
-    push_escaped(buf, record.method);
+    push_escaped_bytes(buf, record.method);
     buf.extend_from_slice(b"\",\"route\":\"");
-    push_escaped(buf, record.route);
+    push_escaped_bytes(buf, record.route);
     buf.extend_from_slice(b"\",\"status\":");
     push_u64(buf, record.status.into());
     buf.extend_from_slice(b",\"latency_ms\":");
     push_millis(buf, record.latency_micros);
     buf.extend_from_slice(b",\"instance\":\"");
-    push_escaped(buf, record.instance);
+    push_escaped_bytes(buf, record.instance);
     buf.extend_from_slice(b"\",\"request_id\":\"");
-    push_escaped(buf, record.request_id);
+    push_escaped_bytes(buf, record.request_id);
     buf.extend_from_slice(b"\"}\n");
 }
 
@@ -121,17 +154,24 @@ fn encode(event: &Event<'_>, buf: &mut Vec<u8>, second: &mut SecondCache) {
     // Records bridged from the `log` crate carry their real target and level here.
     let normalized = event.normalized_metadata();
     let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-    push_line_start(buf, second, meta.level(), meta.target());
+    push_line_start(buf, second, meta.level(), meta.target(), since_epoch());
     event.record(&mut FieldVisitor { buf });
     buf.extend_from_slice(b"}\n");
 }
 
 /// Starts a line: `{"timestamp":"…","level":"…","target":"…"`, the fields every line opens
-/// with; the caller appends `,"name":value` pairs and closes it.
-fn push_line_start(buf: &mut Vec<u8>, second: &mut SecondCache, level: &Level, target: &str) {
+/// with, `at` being the wall-clock time of the event; the caller appends `,"name":value` pairs
+/// and closes it.
+fn push_line_start(
+    buf: &mut Vec<u8>,
+    second: &mut SecondCache,
+    level: &Level,
+    target: &str,
+    at: Duration,
+) {
     buf.reserve(LINE_RESERVE);
     buf.extend_from_slice(b"{\"timestamp\":\"");
-    push_timestamp(buf, second, since_epoch());
+    push_timestamp(buf, second, at);
     buf.extend_from_slice(b"\",\"level\":\"");
     buf.extend_from_slice(level.as_str().as_bytes());
     buf.extend_from_slice(b"\",\"target\":");
@@ -331,7 +371,12 @@ mod tests {
             assert_eq!(lines.len(), 1);
             let via_tracing = &lines[0];
             let mut direct = Vec::new();
-            encode_access(&record, &mut direct, &mut SecondCache::default());
+            encode_access(
+                &(&record).into(),
+                since_epoch(),
+                &mut direct,
+                &mut SecondCache::default(),
+            );
             let direct = String::from_utf8(direct).unwrap();
             assert!(direct.ends_with('\n'));
             // Same bytes, field order included.

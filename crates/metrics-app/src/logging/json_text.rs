@@ -61,7 +61,12 @@ pub(super) fn push_json_str(buf: &mut Vec<u8>, value: &str) {
 /// spaces (which need no escaping), checked the same way and stored whole, and the length is
 /// then cut back. The first word that needs escaping hands over to [`push_escaped_slow`].
 pub(super) fn push_escaped(buf: &mut Vec<u8>, value: &str) {
-    let bytes = value.as_bytes();
+    push_escaped_bytes(buf, value.as_bytes());
+}
+
+/// [`push_escaped`] for the bytes of a string (UTF-8 in, UTF-8 out), as the log writer reads
+/// them back from its buffer.
+pub(super) fn push_escaped_bytes(buf: &mut Vec<u8>, bytes: &[u8]) {
     let mut chunks = bytes.chunks_exact(8);
     let mut done = 0;
     for chunk in &mut chunks {

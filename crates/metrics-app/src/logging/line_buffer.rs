@@ -2,11 +2,12 @@
 //!
 //! Every request logs a line. Writing each one with its own `write` system call, or handing
 //! each one to a writer thread as its own allocation through a channel (what
-//! `tracing_appender::non_blocking` does), costs more than encoding it. Here a line is copied
-//! into one shared buffer under a short lock; the writer thread takes the whole buffer when it
-//! passes [`WAKE_WRITER_AT`] bytes or every [`FLUSH_EVERY`], whichever comes first, and writes
-//! it with one call. Warnings and errors wake the writer at once: they are what someone may be
-//! watching for.
+//! `tracing_appender::non_blocking` does), costs more than encoding it. Here a line, or an
+//! access record still to be encoded ([`frames`]), is copied into one shared buffer under a
+//! short lock; the writer thread takes the whole buffer when it passes [`WAKE_WRITER_AT`]
+//! bytes or every [`FLUSH_EVERY`], whichever comes first, encodes the access records in it,
+//! and writes the lot with one call. Warnings and errors wake the writer at once: they are
+//! what someone may be watching for.
 //!
 //! Lossless with bounded memory: past [`MAX_PENDING`] bytes (stdout blocked, say a full pipe)
 //! loggers wait for the writer instead of lines being dropped. Dropping the [`FlushGuard`]
@@ -19,7 +20,11 @@ use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// Pending bytes at which the writer thread is woken: about 500 access lines. Larger batches
+use super::access::AccessRecord;
+use super::frames;
+use super::json_text::{SecondCache, since_epoch};
+
+/// Pending bytes at which the writer thread is woken: about 1,500 access records. Larger batches
 /// mean fewer wake-ups and `write` calls (at 32 KiB the writer thread cost about twice the
 /// CPU per request, `bench/README.md`); the lines still wait at most [`FLUSH_EVERY`].
 pub const WAKE_WRITER_AT: usize = 128 * 1024;
@@ -44,7 +49,7 @@ struct Shared {
 }
 
 struct Pending {
-    /// Complete lines, in order.
+    /// Frames of complete lines and access records, in order.
     bytes: Vec<u8>,
     /// An urgent line is waiting: the writer must not sleep (a notify sent while it was
     /// busy writing would otherwise be lost).
@@ -99,6 +104,18 @@ impl LineBuffer {
     /// Appends one complete line (the caller includes the newline). An `urgent` line is
     /// written as soon as the writer thread runs, not with the next batch.
     pub fn append(&self, line: &[u8], urgent: bool) {
+        self.push(urgent, |frames| frames::push_text(frames, line));
+    }
+
+    /// Appends an access record, to be encoded as a JSON line by the writer thread. The
+    /// timestamp is taken now.
+    pub fn append_access(&self, record: &AccessRecord<'_>) {
+        let at = since_epoch();
+        self.push(false, |frames| frames::push_access(frames, record, at));
+    }
+
+    /// Appends a frame written by `push` to the pending bytes, waiting for room if need be.
+    fn push(&self, urgent: bool, push: impl FnOnce(&mut Vec<u8>)) {
         let mut pending = self.shared.lock();
         while pending.bytes.len() >= MAX_PENDING && !pending.closing {
             pending = self
@@ -108,7 +125,7 @@ impl LineBuffer {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         let before = pending.bytes.len();
-        pending.bytes.extend_from_slice(line);
+        push(&mut pending.bytes);
         pending.urgent |= urgent;
         // Wake the writer once, when the threshold is crossed: a notify is a system call.
         if urgent || (before < WAKE_WRITER_AT && pending.bytes.len() >= WAKE_WRITER_AT) {
@@ -117,9 +134,12 @@ impl LineBuffer {
     }
 }
 
-/// The writer thread: takes the whole pending buffer at a time and writes it.
+/// The writer thread: takes the whole pending buffer at a time, renders it and writes it.
 fn write_batches(shared: &Shared, mut out: impl Write) {
     let mut batch = Vec::with_capacity(WAKE_WRITER_AT * 2);
+    // Access frames are about a third of their lines' length.
+    let mut rendered = Vec::with_capacity(WAKE_WRITER_AT * 8);
+    let mut second = SecondCache::default();
     loop {
         let closing = {
             let mut pending = shared.lock();
@@ -137,11 +157,14 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
             pending.closing
         };
         if !batch.is_empty() {
+            frames::render(&batch, &mut rendered, &mut second);
             // Nowhere to report a broken stdout; the lines are lost, the service goes on.
-            let _ = out.write_all(&batch).and_then(|()| out.flush());
+            let _ = out.write_all(&rendered).and_then(|()| out.flush());
             batch.clear();
-            // Do not keep a buffer a burst grew to megabytes.
+            rendered.clear();
+            // Do not keep buffers a burst grew to megabytes.
             batch.shrink_to(WAKE_WRITER_AT * 2);
+            rendered.shrink_to(WAKE_WRITER_AT * 8);
         }
         if closing && shared.lock().bytes.is_empty() {
             return;
@@ -294,7 +317,8 @@ mod tests {
             lines.append(&line, false);
             lines.append(b"\n", false);
             total += 1024;
-            assert!(lines.shared.lock().bytes.len() <= MAX_PENDING + 1024);
+            // Bounded: past the limit, at most the frame of the line that crossed it.
+            assert!(lines.shared.lock().bytes.len() <= MAX_PENDING + 1024 + 5);
         }
         drop(guard);
         assert_eq!(slow.0.0.lock().unwrap().0.len(), total);

@@ -1,13 +1,14 @@
 //! Logging set-up: JSON lines by default, text on request, `RUST_LOG` honoured, and a reload
 //! handle so the admin API can change the filter without a restart.
 //!
-//! Lines go to stdout through [`line_buffer`]: a request formats its access-log line and
-//! copies it into a shared buffer that a writer thread writes in batches, instead of paying a
-//! `write` system call per line. The buffer is bounded and lossless (a request waits rather
+//! Lines go to stdout through [`line_buffer`]: a request copies its access record into a
+//! shared buffer that a writer thread encodes and writes in batches ([`frames`]), instead of
+//! encoding the line and paying a `write` system call for it on the request path. The buffer is bounded and lossless (a request waits rather
 //! than a line being dropped). JSON lines are encoded by [`json_lines`] (access events by
 //! [`access`]) from the pieces in [`json_text`], text by tracing-subscriber's formatter.
 
 pub mod access;
+mod frames;
 pub mod json_lines;
 pub mod json_text;
 pub mod line_buffer;

@@ -115,6 +115,22 @@ impl Store {
         result
     }
 
+    /// [`Store::increment`] without waiting, for a store that never has to: `Some` with the
+    /// result for the memory store, `None` (and nothing done) for Redis. Lets the handler
+    /// answer a memory-store request without an `async` block (a heap-allocated future per
+    /// request otherwise).
+    pub fn increment_now(&self) -> Option<Result<u64>> {
+        match &self.backend {
+            Backend::Memory(m) => {
+                let started = Instant::now();
+                let value = m.increment();
+                self.increment.record(started, true);
+                Some(Ok(value))
+            }
+            Backend::Redis(_) => None,
+        }
+    }
+
     /// Sets the counter back to zero.
     pub async fn reset(&self) -> Result<()> {
         let started = Instant::now();
