@@ -157,17 +157,24 @@ async fn accept_until(
             .builder
             .serve_connection(TokioIo::new(stream), service);
         let conn = serving.graceful.watch(conn);
+        let mut serve = tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+        // The head deadline is watched by a task of its own: one that wakes only when the
+        // deadline may have passed or the connection has ended. In the connection's task the
+        // timer would be polled again every time the connection wakes, for every request.
         tokio::spawn(async move {
             tokio::select! {
-                biased;
-                result = conn => if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                },
+                _ = &mut serve => {}
                 () = head_overdue(&clock) => {
+                    // Dropping the connection (and its permit) closes the socket.
+                    serve.abort();
                     tracing::debug!(%peer, "connection closed: no request head within the header read timeout");
                 }
             }
-            drop(permit);
         });
     }
 }
