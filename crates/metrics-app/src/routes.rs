@@ -119,29 +119,31 @@ impl Route {
 /// A response being produced by a handler: known already, or still being worked on. Most
 /// answers (every memory-store `/counter`, probes, scrapes, 404s) are known when the handler
 /// returns, and are carried as they are instead of in a heap-allocated future.
-pub struct ResponseFuture(Pending);
+pub struct ResponseFuture(Answer);
 
-enum Pending {
-    Ready(std::future::Ready<Response>),
+enum Answer {
+    /// Answered already.
+    Known(std::future::Ready<Response>),
+    /// A handler still at work (Redis, readiness, admin, fault modes).
     Working(Pin<Box<dyn Future<Output = Response> + Send>>),
 }
 
 impl ResponseFuture {
     /// A response that is already known.
     pub fn ready(response: Response) -> Self {
-        Self(Pending::Ready(std::future::ready(response)))
+        Self(Answer::Known(std::future::ready(response)))
     }
 
     /// A response that `future` will produce.
     pub fn working(future: impl Future<Output = Response> + Send + 'static) -> Self {
-        Self(Pending::Working(Box::pin(future)))
+        Self(Answer::Working(Box::pin(future)))
     }
 
     /// The same answer, mapped by `f` once it is known.
     fn map(self, f: fn(Response) -> Response) -> Self {
         match self.0 {
-            Pending::Ready(ready) => Self::ready(f(ready.into_inner())),
-            Pending::Working(future) => Self::working(async move { f(future.await) }),
+            Answer::Known(ready) => Self::ready(f(ready.into_inner())),
+            Answer::Working(future) => Self::working(async move { f(future.await) }),
         }
     }
 }
@@ -151,8 +153,8 @@ impl Future for ResponseFuture {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Response> {
         match &mut self.get_mut().0 {
-            Pending::Ready(ready) => Pin::new(ready).poll(cx),
-            Pending::Working(future) => future.as_mut().poll(cx),
+            Answer::Known(ready) => Pin::new(ready).poll(cx),
+            Answer::Working(future) => future.as_mut().poll(cx),
         }
     }
 }
