@@ -402,7 +402,11 @@ fn gauge(exposition: &str, name: &str) -> f64 {
 async fn slow_even_makes_even_values_slow_and_leaves_burner_processes_running() {
     let app = Binary::start(&["--fault", "slow-even=700ms", "--drain-delay", "0s"], &[]);
     wait_until_ok(&app.url("/healthz"), Duration::from_secs(10)).await;
-    assert!(app.output().contains("FAULT MODE ON"), "{}", app.output());
+    assert!(
+        app.wait_for_output("FAULT MODE ON", Duration::from_secs(5)),
+        "{}",
+        app.output()
+    );
     let http = client();
     let mut timings = Vec::new();
     for _ in 0..4 {

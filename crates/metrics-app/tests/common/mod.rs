@@ -122,6 +122,8 @@ pub struct Binary {
     pub child: Child,
     pub port: u16,
     pub output: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr into `output`; they end when the pipes close.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Binary {
@@ -145,10 +147,12 @@ impl Binary {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().unwrap();
         let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
+        let readers = [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
-        ] {
+        ]
+        .into_iter()
+        .map(|stream| {
             let output = output.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -156,12 +160,14 @@ impl Binary {
                     out.push_str(&line);
                     out.push('\n');
                 }
-            });
-        }
+            })
+        })
+        .collect();
         Self {
             child,
             port,
             output,
+            readers,
         }
     }
 
@@ -182,6 +188,10 @@ impl Binary {
         let until = Instant::now() + deadline;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Everything the process wrote is in `output` once its pipes are drained.
+                for reader in self.readers.drain(..) {
+                    reader.join().unwrap();
+                }
                 return status;
             }
             assert!(
@@ -194,6 +204,21 @@ impl Binary {
 
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until the output contains `needle`, at most `deadline`: lines reach `output`
+    /// through the service's log writer thread and this harness's reader threads.
+    pub fn wait_for_output(&self, needle: &str, deadline: Duration) -> bool {
+        let until = Instant::now() + deadline;
+        loop {
+            if self.output().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
