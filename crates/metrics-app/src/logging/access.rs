@@ -144,3 +144,47 @@ pub fn emit_event(record: &AccessRecord<'_>) {
         event!(Level::INFO);
     }
 }
+
+/// Records covering the encoder's cases: both levels, latencies from zero to `u64::MAX`, empty
+/// strings, and strings that need escaping (quotes, backslashes, a newline, non-ASCII).
+#[cfg(test)]
+pub(super) fn sample_records() -> [AccessRecord<'static>; 4] {
+    [
+        AccessRecord {
+            level: Level::INFO,
+            method: "GET",
+            route: "/counter",
+            status: 200,
+            latency_micros: 21,
+            instance: "metrics-app-7c9d-x2",
+            request_id: "8ca56073858d49c30000000000000000",
+        },
+        AccessRecord {
+            level: Level::DEBUG,
+            method: "HEAD",
+            route: "/healthz",
+            status: 503,
+            latency_micros: 12_345_678,
+            instance: "a",
+            request_id: "x",
+        },
+        AccessRecord {
+            level: Level::INFO,
+            method: "PROPFIND",
+            route: "unmatched",
+            status: 404,
+            latency_micros: 0,
+            instance: "host \"quoted\" \\ é 📈",
+            request_id: "id\"with\\escapes{}\n",
+        },
+        AccessRecord {
+            level: Level::DEBUG,
+            method: "GET",
+            route: "/metrics",
+            status: 200,
+            latency_micros: u64::MAX,
+            instance: "",
+            request_id: "",
+        },
+    ]
+}

@@ -148,39 +148,8 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::super::access::sample_records;
     use super::*;
-
-    fn records() -> [AccessRecord<'static>; 3] {
-        [
-            AccessRecord {
-                level: Level::INFO,
-                method: "GET",
-                route: "/counter",
-                status: 200,
-                latency_micros: 21,
-                instance: "metrics-app-7c9d-x2",
-                request_id: "8ca56073858d49c30000000000000000",
-            },
-            AccessRecord {
-                level: Level::DEBUG,
-                method: "HEAD",
-                route: "/healthz",
-                status: 503,
-                latency_micros: u64::MAX,
-                instance: "",
-                request_id: "x",
-            },
-            AccessRecord {
-                level: Level::WARN,
-                method: "PROPFIND",
-                route: "unmatched",
-                status: 404,
-                latency_micros: 0,
-                instance: "host \"quoted\" \\ é 📈",
-                request_id: "id\"with\\escapes{}\n",
-            },
-        ]
-    }
 
     /// The lines the records and texts stand for, encoded one by one.
     fn expected(entries: &[(Option<AccessRecord<'_>>, &[u8])], at: Duration) -> Vec<u8> {
@@ -199,14 +168,15 @@ mod tests {
     #[test]
     fn frames_render_to_the_same_lines_in_the_same_order() {
         let at = Duration::new(1_795_000_000, 123_456_789);
-        let [a, b, c] = records();
-        let entries: [(Option<AccessRecord<'_>>, &[u8]); 6] = [
+        let [a, b, c, d] = sample_records();
+        let entries: [(Option<AccessRecord<'_>>, &[u8]); 7] = [
             (None, b"first line\n"),
             (Some(a), b""),
             (Some(b), b""),
             (None, b""),
             (None, b"two\nlines \x00 with a NUL\n"),
             (Some(c), b""),
+            (Some(d), b""),
         ];
         let mut frames = Vec::new();
         for (record, text) in &entries {
@@ -226,7 +196,7 @@ mod tests {
     #[test]
     fn a_cut_or_unknown_frame_ends_rendering_without_losing_what_came_before() {
         let at = Duration::from_secs(1);
-        let [a, ..] = records();
+        let [a, ..] = sample_records();
         let mut frames = Vec::new();
         push_text(&mut frames, b"kept\n");
         let whole = frames.len();

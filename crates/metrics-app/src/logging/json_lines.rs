@@ -337,36 +337,7 @@ mod tests {
 
     #[test]
     fn a_directly_encoded_access_line_is_the_line_of_the_equivalent_tracing_event() {
-        let records = [
-            AccessRecord {
-                level: tracing::Level::INFO,
-                method: "GET",
-                route: "/counter",
-                status: 200,
-                latency_micros: 21,
-                instance: "metrics-app-7c9d-x2",
-                request_id: "8ca56073858d49c30000000000000000",
-            },
-            AccessRecord {
-                level: tracing::Level::DEBUG,
-                method: "HEAD",
-                route: "/healthz",
-                status: 503,
-                latency_micros: 12_345_678,
-                instance: "a",
-                request_id: "x",
-            },
-            AccessRecord {
-                level: tracing::Level::INFO,
-                method: "PROPFIND",
-                route: "unmatched",
-                status: 404,
-                latency_micros: 0,
-                instance: "host \"quoted\" \\ é",
-                request_id: "id\"with\\escapes{}",
-            },
-        ];
-        for record in records {
+        for record in access::sample_records() {
             let lines = raw_lines_of(|| access::emit_event(&record));
             assert_eq!(lines.len(), 1);
             let via_tracing = &lines[0];
