@@ -137,8 +137,9 @@ impl LineBuffer {
 /// The writer thread: takes the whole pending buffer at a time, renders it and writes it.
 fn write_batches(shared: &Shared, mut out: impl Write) {
     let mut batch = Vec::with_capacity(WAKE_WRITER_AT * 2);
-    // Access frames are about a third of their lines' length.
-    let mut rendered = Vec::with_capacity(WAKE_WRITER_AT * 8);
+    // Access frames are about a third of their lines' length: a full batch renders to about
+    // three times its size.
+    let mut rendered = Vec::with_capacity(WAKE_WRITER_AT * 4);
     let mut second = SecondCache::default();
     loop {
         let closing = {
@@ -164,7 +165,7 @@ fn write_batches(shared: &Shared, mut out: impl Write) {
             rendered.clear();
             // Do not keep buffers a burst grew to megabytes.
             batch.shrink_to(WAKE_WRITER_AT * 2);
-            rendered.shrink_to(WAKE_WRITER_AT * 8);
+            rendered.shrink_to(WAKE_WRITER_AT * 4);
         }
         if closing && shared.lock().bytes.is_empty() {
             return;

@@ -3,9 +3,10 @@
 //!
 //! Lines go to stdout through [`line_buffer`]: a request copies its access record into a
 //! shared buffer that a writer thread encodes and writes in batches ([`frames`]), instead of
-//! encoding the line and paying a `write` system call for it on the request path. The buffer is bounded and lossless (a request waits rather
-//! than a line being dropped). JSON lines are encoded by [`json_lines`] (access events by
-//! [`access`]) from the pieces in [`json_text`], text by tracing-subscriber's formatter.
+//! encoding the line and paying a `write` system call for it on the request path. The buffer
+//! is bounded and lossless (a request waits rather than a line being dropped). JSON lines are
+//! encoded by [`json_lines`] from the pieces in [`json_text`] ([`access`] decides which access
+//! events are logged and how), text by tracing-subscriber's formatter.
 
 pub mod access;
 mod frames;
