@@ -18,10 +18,13 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates/metrics-app/Cargo.toml crates/metrics-app/build.rs crates/metrics-app/
 COPY crates/appctl/Cargo.toml crates/appctl/
 COPY crates/topology/Cargo.toml crates/topology/
+COPY crates/testkit/Cargo.toml crates/testkit/
+# The workspace-hack crate (cargo-hakari) is tiny and needed as it is: copied whole.
+COPY crates/workspace-hack crates/workspace-hack
 COPY bench/baseline/Cargo.toml bench/baseline/
-RUN mkdir -p crates/metrics-app/src crates/appctl/src crates/topology/src bench/baseline/src \
+RUN mkdir -p crates/metrics-app/src crates/appctl/src crates/topology/src crates/testkit/src bench/baseline/src \
  && echo 'fn main() {}' > crates/metrics-app/src/main.rs \
- && touch crates/metrics-app/src/lib.rs crates/appctl/src/lib.rs crates/topology/src/lib.rs \
+ && touch crates/metrics-app/src/lib.rs crates/appctl/src/lib.rs crates/topology/src/lib.rs crates/testkit/src/lib.rs \
  && echo 'fn main() {}' > crates/appctl/src/main.rs \
  && echo 'fn main() {}' > bench/baseline/src/main.rs \
  && cargo build --release --locked -p metrics-app \
@@ -46,5 +49,6 @@ LABEL org.opencontainers.image.title="metrics-app" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /metrics-app /usr/local/bin/metrics-app
 USER 65532:65532
-EXPOSE 8080
+# 8080: the public listener; 9090: probes and metrics (management listener).
+EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/metrics-app"]

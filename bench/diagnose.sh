@@ -52,20 +52,22 @@ print(r["probe"]["requests_sent"], r["probe"]["elapsed_ms"], first.get("named_at
 
 # --- scenario 1: slow-even -------------------------------------------------------------------
 SLOW_PORT=$(free_port)
+SLOW_MGMT=$(free_port)
 PASSWORD=bench RUST_LOG=warn "$BIN/metrics-app" --bind "127.0.0.1:$SLOW_PORT" --fault slow-even \
-  --instance metrics-app-7f9c-x2k4q >/dev/null 2>&1 &
+  --management-bind "127.0.0.1:$SLOW_MGMT" --instance metrics-app-7f9c-x2k4q >/dev/null 2>&1 &
 PIDS+=("$!")
-wait_http "http://127.0.0.1:$SLOW_PORT/healthz"
+wait_http "http://127.0.0.1:$SLOW_MGMT/healthz"
 "$BIN/appctl" diagnose "http://127.0.0.1:$SLOW_PORT/counter" --output json >"$WORK/slow.json" || true
 read -r SLOW_SENT SLOW_MS SLOW_NAMED _ SLOW_KINDS < <(fields <"$WORK/slow.json")
 if [ -n "${SHOW:-}" ]; then
   echo "----- slow-even, text report"
-  "$BIN/appctl" diagnose "http://127.0.0.1:$SLOW_PORT/counter" --metrics "http://127.0.0.1:$SLOW_PORT/metrics" || true
+  "$BIN/appctl" diagnose "http://127.0.0.1:$SLOW_PORT/counter" --metrics "http://127.0.0.1:$SLOW_MGMT/metrics" || true
 fi
 kill "${PIDS[0]}"
 
 # --- scenario 2: leak, OOM kill, 502 ---------------------------------------------------------
 LEAK_PORT=$(free_port)
+LEAK_MGMT=$(free_port)
 LIMIT_BYTES=$((300 * 1024 * 1024))
 if [ -w /sys/fs/cgroup/memory ] && mkdir -p /sys/fs/cgroup/memory/appctl-bench 2>/dev/null; then
   CGROUP=/sys/fs/cgroup/memory/appctl-bench # cgroup v1: a real OOM kill (SIGKILL, 137)
@@ -79,12 +81,12 @@ fi
 (
   while :; do
     PASSWORD=bench RUST_LOG=warn start_limited "$BIN/metrics-app" --bind "127.0.0.1:$LEAK_PORT" \
-      --fault leak=64 --instance metrics-app-5d4b-q8r2n >>"$WORK/leak.log" 2>&1 || true
+      --management-bind "127.0.0.1:$LEAK_MGMT" --fault leak=64 --instance metrics-app-5d4b-q8r2n >>"$WORK/leak.log" 2>&1 || true
     sleep 1
   done
 ) &
 PIDS+=("$!")
-wait_http "http://127.0.0.1:$LEAK_PORT/healthz"
+wait_http "http://127.0.0.1:$LEAK_MGMT/healthz"
 NGINX_PORT=$(free_port)
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx/nginx.conf" <<EOF
@@ -106,7 +108,7 @@ http {
 EOF
 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" >/dev/null 2>&1 &
 PIDS+=("$!")
-wait_http "http://127.0.0.1:$NGINX_PORT/healthz"
+wait_http "http://127.0.0.1:$NGINX_PORT/"
 "$BIN/appctl" diagnose "http://127.0.0.1:$NGINX_PORT/counter" --timeout 5s --output json >"$WORK/leak.json" || true
 read -r LEAK_SENT LEAK_MS LEAK_NAMED LEAK_FROM LEAK_KINDS < <(fields <"$WORK/leak.json")
 if [ -n "${SHOW:-}" ]; then

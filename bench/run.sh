@@ -77,12 +77,13 @@ start_pinned "$BIN/bench-baseline" "127.0.0.1:$BASE_PORT"
 BASE_PID=$LAST_PID
 wait_http "http://127.0.0.1:$BASE_PORT/counter"
 
-# metrics-app, memory store, access log on (info): one JSON line per request, written to a
-# file as a pod's stdout would be collected.
+# metrics-app, memory store, default configuration (no access log).
 MEM_PORT=$(free_port)
-PASSWORD=bench start_pinned "$BIN/metrics-app" --bind "127.0.0.1:$MEM_PORT" --instance bench-memory
+MEM_MGMT=$(free_port)
+PASSWORD=bench start_pinned "$BIN/metrics-app" --bind "127.0.0.1:$MEM_PORT" \
+  --management-bind "127.0.0.1:$MEM_MGMT" --instance bench-memory
 MEM_PID=$LAST_PID
-wait_http "http://127.0.0.1:$MEM_PORT/healthz"
+wait_http "http://127.0.0.1:$MEM_MGMT/healthz"
 RSS_START=$(rss_kib "$MEM_PID")
 # RSS once 100k requests have been served, before the throughput rounds add more: the
 # reference point for "growth between 100k and 1M requests".
@@ -95,11 +96,14 @@ done
 RSS_100K=$(rss_kib "$MEM_PID")
 SERVED_100K=$served
 
-# Same server with the access log off (RUST_LOG=warn): the cost of logging every request.
-QUIET_PORT=$(free_port)
-PASSWORD=bench RUST_LOG=warn start_pinned "$BIN/metrics-app" --bind "127.0.0.1:$QUIET_PORT" --instance bench-quiet
-QUIET_PID=$LAST_PID
-wait_http "http://127.0.0.1:$QUIET_PORT/healthz"
+# Same server with the access log on: one JSON line per request, written to a file as a pod's
+# stdout would be collected. The cost of logging every request.
+LOGGED_PORT=$(free_port)
+LOGGED_MGMT=$(free_port)
+PASSWORD=bench start_pinned "$BIN/metrics-app" --bind "127.0.0.1:$LOGGED_PORT" \
+  --management-bind "127.0.0.1:$LOGGED_MGMT" --instance bench-logged --access-log
+LOGGED_PID=$LAST_PID
+wait_http "http://127.0.0.1:$LOGGED_MGMT/healthz"
 
 # metrics-app, Redis store (Redis shares the client's CPU).
 REDIS_PORT=$(free_port)
@@ -107,10 +111,11 @@ taskset -c "$CLIENT_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --di
   --appendonly yes --appendfsync everysec --save '' >"$WORK/redis.log" 2>&1 &
 PIDS+=("$!")
 REDIS_APP_PORT=$(free_port)
+REDIS_APP_MGMT=$(free_port)
 PASSWORD=bench start_pinned "$BIN/metrics-app" --bind "127.0.0.1:$REDIS_APP_PORT" --instance bench-redis \
-  --store redis --redis-url "redis://127.0.0.1:$REDIS_PORT/0"
+  --management-bind "127.0.0.1:$REDIS_APP_MGMT" --store redis --redis-url "redis://127.0.0.1:$REDIS_PORT/0"
 REDIS_APP_PID=$LAST_PID
-wait_http "http://127.0.0.1:$REDIS_APP_PORT/readyz"
+wait_http "http://127.0.0.1:$REDIS_APP_MGMT/readyz"
 
 # --- throughput and latency: ROUNDS interleaved rounds ------------------------------------
 # Interleaving spreads any background drift over every target instead of biasing one. Each
@@ -121,12 +126,12 @@ wait_http "http://127.0.0.1:$REDIS_APP_PORT/readyz"
 # what it can do; medians are printed next to it.
 ROUNDS=${ROUNDS:-7}
 declare -A RESULTS PID_OF
-PID_OF[base]=$BASE_PID; PID_OF[mem]=$MEM_PID; PID_OF[quiet]=$QUIET_PID; PID_OF[redis]=$REDIS_APP_PID
+PID_OF[base]=$BASE_PID; PID_OF[mem]=$MEM_PID; PID_OF[logged]=$LOGGED_PID; PID_OF[redis]=$REDIS_APP_PID
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for round in $(seq 1 "$ROUNDS"); do
-  for target in base mem quiet redis; do
+  for target in base mem logged redis; do
     case $target in
-      base) port=$BASE_PORT ;; mem) port=$MEM_PORT ;; quiet) port=$QUIET_PORT ;; redis) port=$REDIS_APP_PORT ;;
+      base) port=$BASE_PORT ;; mem) port=$MEM_PORT ;; logged) port=$LOGGED_PORT ;; redis) port=$REDIS_APP_PORT ;;
     esac
     ticks_before=$(cpu_ticks "${PID_OF[$target]}")
     result=$(run_wrk "http://127.0.0.1:$port/counter" "$DURATION")
@@ -145,13 +150,13 @@ column_of() {
 median() { column_of "$1" "$2" | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 highest() { column_of "$1" "$2" | tail -n 1; }
 lowest() { column_of "$1" "$2" | head -n 1; }
-for target in base mem quiet redis; do
+for target in base mem logged redis; do
   declare "${target^^}_RPS=$(median "$target" 1)" "${target^^}_P50=$(median "$target" 2)" \
     "${target^^}_P99=$(median "$target" 3)" "${target^^}_BEST=$(highest "$target" 1)" \
     "${target^^}_CPU=$(median "$target" 5)" "${target^^}_CPU_BEST=$(lowest "$target" 5)"
 done
 
-# --- memory over one million requests (on the logging server) ----------------------------
+# --- memory over one million requests (on the default server) ----------------------------
 # Keep loading until the counter passes TARGET_REQUESTS (the rounds above usually already did).
 while :; do
   served=$(counter_of "$MEM_PORT")
@@ -176,10 +181,10 @@ vs_base() { # prefix: median ratio (best-round ratio)
   echo "$(ratio "${!rps}" "$BASE_RPS") ($(ratio "${!best}" "$BASE_BEST"))"
 }
 row 'baseline (hyper + atomic)' BASE '100.0%'
-row 'metrics-app memory, access log on' MEM "$(vs_base MEM)"
-row 'metrics-app memory, access log off' QUIET "$(vs_base QUIET)"
-row 'metrics-app redis, access log on' REDIS "$(vs_base REDIS)"
+row 'metrics-app memory (default)' MEM "$(vs_base MEM)"
+row 'metrics-app memory, access log on' LOGGED "$(vs_base LOGGED)"
+row 'metrics-app redis (default)' REDIS "$(vs_base REDIS)"
 echo
-echo "by CPU time per request (baseline / target, medians; best rounds): memory log on $(ratio "$BASE_CPU" "$MEM_CPU") ($(ratio "$BASE_CPU_BEST" "$MEM_CPU_BEST")), log off $(ratio "$BASE_CPU" "$QUIET_CPU") ($(ratio "$BASE_CPU_BEST" "$QUIET_CPU_BEST"))"
-echo "redis store vs memory store (both logging): $(ratio "$REDIS_RPS" "$MEM_RPS") ($(ratio "$REDIS_BEST" "$MEM_BEST"))"
+echo "by CPU time per request (baseline / target, medians; best rounds): memory default $(ratio "$BASE_CPU" "$MEM_CPU") ($(ratio "$BASE_CPU_BEST" "$MEM_CPU_BEST")), access log on $(ratio "$BASE_CPU" "$LOGGED_CPU") ($(ratio "$BASE_CPU_BEST" "$LOGGED_CPU_BEST"))"
+echo "redis store vs memory store (both default): $(ratio "$REDIS_RPS" "$MEM_RPS") ($(ratio "$REDIS_BEST" "$MEM_BEST"))"
 echo "RSS of the memory-store server: start $(mib "$RSS_START"), after $SERVED_100K requests $(mib "$RSS_100K"), after $SERVED_1M requests $(mib "$RSS_1M"); growth 100k→1M: $(mib $((RSS_1M - RSS_100K)))"

@@ -41,8 +41,7 @@ impl FromStr for FaultSpec {
         };
         match (name, arg) {
             ("slow-even", None) => Ok(Self::SlowEven(DEFAULT_SLOW_EVEN)),
-            ("slow-even", Some(d)) => crate::config::parse_duration("--fault/FAULTS", d)
-                .ok()
+            ("slow-even", Some(d)) => crate::duration::parse(d)
                 .filter(|d| !d.is_zero())
                 .map(Self::SlowEven)
                 .ok_or_else(|| format!("{accepted}; the duration must be positive, up to 24h")),
@@ -118,39 +117,72 @@ pub fn burn_duration(wait: Duration) -> Duration {
     (wait * 3).min(MAX_BURN)
 }
 
-/// Starts the CPU-burning child processes of a slow request: copies of this binary running the
-/// hidden `burn-cpu` subcommand. They are not waited for, exactly as the original left its
-/// collectors running; each exits by itself after [`burn_duration`]. Returns how many started.
-pub fn spawn_burners(wait: Duration) -> usize {
-    let Ok(exe) = std::env::current_exe() else {
-        tracing::warn!("slow-even: cannot find the own executable; no burner started");
-        return 0;
-    };
-    let seconds = burn_duration(wait).as_secs().max(1).to_string();
-    let mut started = 0;
-    for _ in 0..BURNERS_PER_SLOW_REQUEST {
-        // tokio reaps dropped children in the background, so finished burners leave no zombie
-        // and no thread is needed to wait for them. Must run inside the runtime.
-        let spawned = tokio::process::Command::new(&exe)
-            .args(["burn-cpu", "--seconds", &seconds])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(false)
-            .spawn();
-        match spawned {
-            Ok(_child) => started += 1,
-            Err(error) => tracing::warn!(%error, "slow-even: cannot start a burner process"),
-        }
-    }
-    started
+/// The CPU-burning child processes of the `slow-even` fault. They outlive the request that
+/// started them, as the original's collectors did, but not the service: [`Burners::stop_all`]
+/// ends them at shutdown, and each burner also exits by itself when its parent is gone (a
+/// crash or SIGKILL of the service) or after [`burn_duration`].
+#[derive(Debug, Default)]
+pub struct Burners {
+    children: Mutex<Vec<tokio::process::Child>>,
 }
 
-/// The body of `metrics-app burn-cpu`: spin on one core for `seconds`, then exit.
-pub fn burn_cpu(seconds: u64) {
+impl Burners {
+    /// Starts the burners of one slow request: copies of this binary running the hidden
+    /// `burn-cpu` subcommand. Returns how many started. Must run inside the tokio runtime.
+    pub fn spawn(&self, wait: Duration) -> usize {
+        let Ok(exe) = std::env::current_exe() else {
+            tracing::warn!("slow-even: cannot find the own executable; no burner started");
+            return 0;
+        };
+        let seconds = burn_duration(wait).as_secs().max(1).to_string();
+        let parent = std::process::id().to_string();
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        // Finished burners are forgotten here; tokio reaps them, so no zombie is left.
+        children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+        let mut started = 0;
+        for _ in 0..BURNERS_PER_SLOW_REQUEST {
+            let spawned = tokio::process::Command::new(&exe)
+                .args(["burn-cpu", "--seconds", &seconds, "--parent", &parent])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn();
+            match spawned {
+                Ok(child) => {
+                    children.push(child);
+                    started += 1;
+                }
+                Err(error) => tracing::warn!(%error, "slow-even: cannot start a burner process"),
+            }
+        }
+        started
+    }
+
+    /// Kills every burner still running; returns how many were.
+    pub fn stop_all(&self) -> usize {
+        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stopped = 0;
+        for mut child in children.drain(..) {
+            if matches!(child.try_wait(), Ok(None)) && child.start_kill().is_ok() {
+                stopped += 1;
+            }
+        }
+        stopped
+    }
+}
+
+/// The body of `metrics-app burn-cpu`: spin on one core for `seconds`, then exit; exit early
+/// once the process `parent` is no longer this process's parent (it died: the burner was
+/// re-parented).
+pub fn burn_cpu(seconds: u64, parent: Option<u32>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     while std::time::Instant::now() < deadline {
+        #[cfg(unix)]
+        if parent.is_some_and(|p| p != std::os::unix::process::parent_id()) {
+            return;
+        }
         for _ in 0..100_000 {
             // xorshift: cheap work the optimiser cannot remove.
             x ^= x << 13;

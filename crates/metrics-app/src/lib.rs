@@ -6,46 +6,48 @@
 //! configuration, metric names) is documented in `docs/service.md`.
 //!
 //! # Layout
-//! - [`config`]: flags and environment, validated into a [`config::Config`].
-//! - [`secret`]: the admin password, unprintable, compared in constant time.
-//! - [`store`]: the counter backends (in-process atomic, Redis `INCR`).
-//! - [`routes`]: the router ([`app`]) and public handlers; [`admin`]: the admin API.
-//! - [`middleware`]: request id, instance header, metrics and access log for every request.
-//! - [`metrics`]: the Prometheus registry; [`process_stats`]: the background sampler.
-//! - [`faults`]: the opt-in fault modes.
-//! - [`server`]: accept loop, limits, timeouts, drain and graceful shutdown ([`run`]).
-//! - [`logging`]: tracing set-up with a reloadable filter.
+//! Each module uses only the ones listed before it:
+//! - `duration`, [`config`]: flags and environment, validated into a [`config::Config`];
+//!   `secret`: the admin password; `faults`: the opt-in fault modes.
+//! - `process_stats`, `metrics`: the Prometheus registry and its background sampler;
+//!   `store`: the counter backends (in-process atomic, Redis `INCR`); `logging`: tracing set-up
+//!   with a reloadable filter.
+//! - `state`: what every request shares.
+//! - `http`: the axum routers of the two listeners, their handlers and layers.
+//! - `server`: listeners, connection budgets, drain and graceful shutdown.
+//! - this file: [`run`], which puts them together.
 
-pub mod admin;
 pub mod config;
-pub mod error;
-pub mod faults;
-pub mod logging;
-pub mod metrics;
-pub mod middleware;
-pub mod process_stats;
-pub mod routes;
-pub mod secret;
-pub mod server;
-pub mod state;
-pub mod store;
+mod duration;
+mod faults;
+mod http;
+mod logging;
+mod metrics;
+mod process_stats;
+mod secret;
+mod server;
+mod state;
+mod store;
 
 use std::future::Future;
 use std::sync::Arc;
 
-pub use routes::app;
-pub use server::{ServerOptions, Stopped};
+pub use faults::burn_cpu;
+pub use http::{management_router, public_router};
+pub use logging::{FilterRejected, LogControl, init as init_logging};
+pub use secret::{Password, PasswordError, Secret, load_password};
+pub use server::{Listeners, Stopped};
 pub use state::AppState;
+pub use store::StoreError;
 
 use config::Config;
-use logging::Logging;
 use process_stats::ProcessStats;
 
 /// Builds the shared state from a checked configuration. Must run inside a tokio runtime.
 pub fn build_state(
     config: &Config,
-    logging: Option<Logging>,
-) -> store::Result<(AppState, Arc<ProcessStats>)> {
+    log_control: Option<LogControl>,
+) -> Result<(AppState, Arc<ProcessStats>), StoreError> {
     let process = Arc::new(ProcessStats::default());
     let metrics = metrics::Metrics::new(&config.faults, process.clone());
     let store = store::Store::new(&config.store, metrics.clone())?;
@@ -55,36 +57,31 @@ pub fn build_state(
         &config.instance,
         config.password.clone(),
         config.faults.clone(),
-        logging,
+        log_control,
+        config.options.access_log,
     );
     Ok((state, process))
 }
 
-/// Runs the whole service on `listener` until `shutdown` resolves, then drains and stops:
+/// Runs the whole service on `listeners` until `shutdown` resolves, then drains and stops:
 /// the state, the background process sampler and the HTTP server.
 pub async fn run(
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
     config: Config,
-    logging: Option<Logging>,
+    log_control: Option<LogControl>,
     shutdown: impl Future<Output = ()>,
-) -> store::Result<Stopped> {
-    let (state, process) = build_state(&config, logging)?;
+) -> Result<Stopped, StoreError> {
+    let (state, process) = build_state(&config, log_control)?;
     announce(&config);
     let (stop_sampler, sampler_stopped) = tokio::sync::oneshot::channel::<()>();
     let sampler = tokio::spawn(process_stats::run_sampler(
         process,
-        config.collect_interval,
+        config.options.collect_interval,
         async {
             let _ = sampler_stopped.await;
         },
     ));
-    let options = ServerOptions {
-        max_connections: config.max_connections,
-        drain_delay: config.drain_delay,
-        shutdown_timeout: config.shutdown_timeout,
-        header_read_timeout: config.header_read_timeout,
-    };
-    let stopped = server::run(listener, state, options, shutdown).await;
+    let stopped = server::run(listeners, state, &config.options, shutdown).await;
     let _ = stop_sampler.send(());
     let _ = sampler.await;
     Ok(stopped)
@@ -97,6 +94,7 @@ fn announce(config: &Config) {
         commit = env!("METRICS_APP_GIT_COMMIT"),
         instance = %config.instance,
         store = match config.store { config::StoreConfig::Memory => "memory", config::StoreConfig::Redis { .. } => "redis" },
+        access_log = config.options.access_log,
         "metrics-app starting"
     );
     if let Some(wait) = config.faults.slow_even {

@@ -1,5 +1,5 @@
 //! The `metrics-app` binary: parse and validate configuration, set up logging, serve until
-//! SIGTERM or ctrl-c, drain, exit.
+//! SIGTERM, SIGINT or SIGQUIT, drain, exit.
 //!
 //! Exit codes: 0 clean shutdown, 1 runtime failure, 2 configuration error.
 
@@ -8,30 +8,30 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use metrics_app::config::{Cli, Command};
-use metrics_app::{Stopped, faults, logging, secret};
+use metrics_app::{Listeners, Stopped};
 
-/// jemalloc rather than the system allocator: a request makes about a dozen short-lived
-/// allocations (futures, header maps, the body). Measured in `bench/README.md`: fewer
-/// instructions per request than glibc or mimalloc (whose aligned-allocation path Rust's
-/// allocator interface always takes), and the smallest resident set of the three.
+/// jemalloc rather than the system allocator: fewer instructions per request and the smallest
+/// resident set of the allocators measured (`bench/README.md`).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::BurnCpu { seconds }) = cli.command {
-        faults::burn_cpu(seconds);
+    if let Some(Command::BurnCpu { seconds, parent }) = cli.command {
+        metrics_app::burn_cpu(seconds, parent);
         return ExitCode::SUCCESS;
     }
-    let password =
-        match secret::load_password(std::env::var("PASSWORD").ok(), cli.password_file.as_deref()) {
-            Ok(p) => p,
-            Err(error) => {
-                eprintln!("metrics-app: {error}");
-                return ExitCode::from(2);
-            }
-        };
+    let password = match metrics_app::load_password(
+        std::env::var("PASSWORD").ok(),
+        cli.password_file.as_deref(),
+    ) {
+        Ok(p) => p,
+        Err(error) => {
+            eprintln!("metrics-app: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let config = match cli.validate(password) {
         Ok(c) => c,
         Err(error) => {
@@ -39,15 +39,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Keep the guard until the end of main: dropping it flushes the buffered log lines.
-    let (logging, _log_flush) = match logging::init(config.log_format) {
-        Ok(logging) => logging,
-        Err(error) => {
-            eprintln!("metrics-app: cannot start the log writer thread: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    match serve(config, logging) {
+    // Keep the guard until the end of main: dropping it writes the pending log lines.
+    let (log_control, _log_flush) = metrics_app::init_logging(config.options.log_format);
+    match serve(config, log_control) {
         Ok(Stopped::Clean) => ExitCode::SUCCESS,
         Ok(Stopped::TimedOut { open_connections }) => {
             // The orchestrator asked us to stop; cutting slow clients off is not a failure.
@@ -67,51 +61,102 @@ fn main() -> ExitCode {
 
 fn serve(
     config: metrics_app::config::Config,
-    logging: logging::Logging,
+    log_control: metrics_app::LogControl,
 ) -> anyhow::Result<Stopped> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let shutdown = shutdown_signal().context("cannot listen for SIGTERM and SIGINT")?;
-        let listener = tokio::net::TcpListener::bind(config.bind)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.bind))?;
-        let local = listener
-            .local_addr()
-            .context("cannot read the bound address")?;
-        tracing::info!(address = %local, "listening");
-        metrics_app::run(listener, config, Some(logging), shutdown)
-            .await
-            .context("cannot set up the counter store")
+        let shutdown = signals::shutdown().context("cannot listen for signals")?;
+        let mut bound = Vec::new();
+        for (name, address) in [
+            ("public", config.options.bind),
+            ("management", config.options.management_bind),
+        ] {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} ({name} listener)"))?;
+            let local = listener
+                .local_addr()
+                .context("cannot read the bound address")?;
+            tracing::info!(listener = name, address = %local, "listening");
+            bound.push(listener);
+        }
+        let management = bound.pop().context("no management listener")?;
+        let public = bound.pop().context("no public listener")?;
+        metrics_app::run(
+            Listeners { public, management },
+            config,
+            Some(log_control),
+            shutdown,
+        )
+        .await
+        .context("cannot set up the counter store")
     })
 }
 
-/// Listens for SIGTERM (Kubernetes) and SIGINT (ctrl-c) from now on, and returns a future
-/// that resolves on the first of them. Registering before anything else starts means a signal
-/// that arrives during start-up leads to a clean stop (with the pending log lines written),
-/// not to the default action of killing the process.
+/// Which signals stop the service and which are only noted.
 #[cfg(unix)]
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+mod signals {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => tracing::info!(signal = "SIGINT", "shutdown signal received"),
-            _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "shutdown signal received"),
-        }
-    })
+
+    /// Listens from now on and returns a future that resolves on the first stopping signal.
+    /// Registering before anything else starts means a signal that arrives during start-up
+    /// leads to a clean stop (with the pending log lines written), not to the default action
+    /// of killing the process.
+    ///
+    /// - SIGTERM (Kubernetes), SIGINT (ctrl-c) and SIGQUIT (ctrl-\, and what nginx and others
+    ///   take as "stop gracefully"): drain and stop.
+    /// - SIGHUP, SIGUSR1, SIGUSR2: logged and ignored. Nothing here needs a reload signal (the
+    ///   password file is re-read when it changes, the log filter changes through the admin
+    ///   API), and their default action would kill the process without draining.
+    pub(crate) fn shutdown() -> std::io::Result<impl std::future::Future<Output = ()>> {
+        let mut stop = [
+            (signal(SignalKind::terminate())?, "SIGTERM"),
+            (signal(SignalKind::interrupt())?, "SIGINT"),
+            (signal(SignalKind::quit())?, "SIGQUIT"),
+        ];
+        let mut ignore = [
+            (signal(SignalKind::hangup())?, "SIGHUP"),
+            (signal(SignalKind::user_defined1())?, "SIGUSR1"),
+            (signal(SignalKind::user_defined2())?, "SIGUSR2"),
+        ];
+        Ok(async move {
+            tokio::spawn(async move {
+                loop {
+                    let [(hup, _), (usr1, _), (usr2, _)] = &mut ignore;
+                    let name = tokio::select! {
+                        _ = hup.recv() => "SIGHUP",
+                        _ = usr1.recv() => "SIGUSR1",
+                        _ = usr2.recv() => "SIGUSR2",
+                    };
+                    tracing::warn!(
+                        signal = name,
+                        "signal ignored: send SIGTERM to stop the service"
+                    );
+                }
+            });
+            let [(term, _), (int, _), (quit, _)] = &mut stop;
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+                _ = quit.recv() => "SIGQUIT",
+            };
+            tracing::info!(signal = name, "shutdown signal received");
+        })
+    }
 }
 
 /// Resolves on ctrl-c.
 #[cfg(not(unix))]
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    Ok(async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-        tracing::info!(signal = "ctrl-c", "shutdown signal received");
-    })
+mod signals {
+    pub(crate) fn shutdown() -> std::io::Result<impl std::future::Future<Output = ()>> {
+        Ok(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tracing::info!(signal = "ctrl-c", "shutdown signal received");
+        })
+    }
 }

@@ -1,11 +1,13 @@
 //! Prometheus metrics: one registry, grouped metric families, and the exposition encoder.
 //!
-//! Label values are bounded by construction: `route` is the path of the route that answered (or
-//! `unmatched`), `method` from a fixed list, `status` from the status code, `store` and
+//! Label values are bounded by construction: `route` is the route template that answered (or
+//! `unmatched`), `listener` is `public` or `management`, `method` from a fixed list, `status` from the status code, `store` and
 //! `operation` from enums. Nothing a client sends can create a new series.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+
+use axum::http;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -51,19 +53,26 @@ pub enum Method {
     OTHER,
 }
 
-impl From<&axum::http::Method> for Method {
-    fn from(m: &axum::http::Method) -> Self {
+impl From<&http::Method> for Method {
+    fn from(m: &http::Method) -> Self {
         match *m {
-            axum::http::Method::GET => Self::GET,
-            axum::http::Method::HEAD => Self::HEAD,
-            axum::http::Method::POST => Self::POST,
-            axum::http::Method::PUT => Self::PUT,
-            axum::http::Method::DELETE => Self::DELETE,
-            axum::http::Method::PATCH => Self::PATCH,
-            axum::http::Method::OPTIONS => Self::OPTIONS,
+            http::Method::GET => Self::GET,
+            http::Method::HEAD => Self::HEAD,
+            http::Method::POST => Self::POST,
+            http::Method::PUT => Self::PUT,
+            http::Method::DELETE => Self::DELETE,
+            http::Method::PATCH => Self::PATCH,
+            http::Method::OPTIONS => Self::OPTIONS,
             _ => Self::OTHER,
         }
     }
+}
+
+/// Label of the per-listener connection metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `public` or `management`.
+    pub listener: &'static str,
 }
 
 /// Labels of the store metrics.
@@ -111,10 +120,10 @@ pub struct Metrics {
     pub leaked_bytes: Gauge<u64, AtomicU64>,
     /// Burner processes started by the `slow-even` fault.
     pub fault_children_started: Counter,
-    /// Handles of the `GET` → 200 series of every route, indexed like [`crate::routes::Route::ALL`],
-    /// resolved once so the common case skips two family lookups per request. `None` for
-    /// routes that do not answer `GET`.
-    pub http_ok_get: Arc<[Option<(Counter, Histogram)>]>,
+    /// Connections turned away because their listener's budget was used up.
+    pub connections_shed: Family<ListenerLabels, Counter>,
+    /// Admin requests refused because their client address made too many recently.
+    pub admin_rate_limited: Counter,
     /// The registry all of the above are registered in.
     registry: Arc<Registry>,
 }
@@ -207,23 +216,19 @@ impl Metrics {
             "CPU-burning child processes started by the slow-even fault mode",
             fault_children_started.clone(),
         );
+        let connections_shed = Family::<ListenerLabels, Counter>::default();
+        registry.register(
+            "metrics_app_connections_shed",
+            "Connections answered 503 and closed because the listener's connection budget was used up",
+            connections_shed.clone(),
+        );
+        let admin_rate_limited = Counter::default();
+        registry.register(
+            "metrics_app_admin_rate_limited",
+            "Admin requests refused with 429 because their client address sent too many",
+            admin_rate_limited.clone(),
+        );
         registry.register_collector(Box::new(process));
-        let http_ok_get = crate::routes::Route::ALL
-            .iter()
-            .map(|route| {
-                (route.method() == axum::http::Method::GET).then(|| {
-                    let labels = HttpLabels {
-                        route: route.path(),
-                        method: Method::GET,
-                        status: 200,
-                    };
-                    (
-                        http_requests.get_or_create(&labels).clone(),
-                        http_duration.get_or_create(&labels).clone(),
-                    )
-                })
-            })
-            .collect();
         Self {
             http_requests,
             http_duration,
@@ -235,7 +240,8 @@ impl Metrics {
             draining,
             leaked_bytes,
             fault_children_started,
-            http_ok_get,
+            connections_shed,
+            admin_rate_limited,
             registry: Arc::new(registry),
         }
     }

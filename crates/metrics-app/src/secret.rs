@@ -1,8 +1,11 @@
-//! The admin password: loaded once from the environment or a mounted file, compared in
-//! constant time, and impossible to print by accident.
+//! The admin password: from the environment or a mounted file (re-read when the file changes,
+//! so a rotated Kubernetes Secret takes effect without a restart), compared in constant time,
+//! and impossible to print by accident.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use subtle::ConstantTimeEq;
 
@@ -23,7 +26,7 @@ impl Secret {
     }
 
     /// Compares with a candidate in time independent of where they differ.
-    pub fn matches(&self, candidate: &[u8]) -> bool {
+    pub(crate) fn matches(&self, candidate: &[u8]) -> bool {
         // Lengths are not secret enough to matter here, and ct_eq needs equal lengths.
         self.0.as_bytes().ct_eq(candidate).into()
     }
@@ -49,6 +52,11 @@ pub enum PasswordError {
         "no admin password: set PASSWORD, or PASSWORD_FILE / --password-file to the path of a file holding it"
     )]
     NotConfigured,
+    /// Both sources are configured, so which one is meant is unclear.
+    #[error(
+        "both PASSWORD and a password file (--password-file / PASSWORD_FILE) are set: set only one"
+    )]
+    Conflict,
     /// The file could not be read.
     #[error("cannot read the password file {path}: {source}")]
     Unreadable {
@@ -62,20 +70,99 @@ pub enum PasswordError {
     Empty(&'static str),
 }
 
-/// Loads the password: `PASSWORD` (the env value) wins over a password file.
+/// Loads the password from `PASSWORD` (`env_value`) or from a password file; both at once is
+/// an error, as neither would obviously win.
 pub fn load_password(
     env_value: Option<String>,
     file: Option<&Path>,
-) -> Result<Secret, PasswordError> {
-    if let Some(value) = env_value {
-        if value.is_empty() {
-            return Err(PasswordError::Empty("PASSWORD"));
+) -> Result<Password, PasswordError> {
+    match (env_value, file) {
+        (Some(_), Some(_)) => Err(PasswordError::Conflict),
+        (Some(value), None) if value.is_empty() => Err(PasswordError::Empty("PASSWORD")),
+        (Some(value), None) => Ok(Password::fixed(Secret::new(value))),
+        (None, Some(path)) => {
+            let loaded = read_file(path)?;
+            Ok(Password(Arc::new(Source::File {
+                path: path.to_path_buf(),
+                current: Mutex::new(loaded),
+            })))
         }
-        return Ok(Secret::new(value));
+        (None, None) => Err(PasswordError::NotConfigured),
     }
-    let Some(path) = file else {
-        return Err(PasswordError::NotConfigured);
-    };
+}
+
+/// The admin password as configured: a fixed value, or the content of a file that is read
+/// again when it changes (the kubelet replaces a mounted Secret's file when the Secret is
+/// rotated). Cheap to clone.
+#[derive(Clone)]
+pub struct Password(Arc<Source>);
+
+enum Source {
+    Fixed(Secret),
+    File {
+        path: PathBuf,
+        current: Mutex<Loaded>,
+    },
+}
+
+/// A password read from a file, with what identified the file's version when it was read.
+struct Loaded {
+    stamp: Option<Stamp>,
+    secret: Secret,
+}
+
+/// Modification time, size and inode: the kubelet swaps a symlink to a new file on rotation,
+/// so one of them changes even within one second.
+type Stamp = (Option<SystemTime>, u64, u64);
+
+impl Password {
+    /// A password that never changes.
+    pub fn fixed(secret: Secret) -> Self {
+        Self(Arc::new(Source::Fixed(secret)))
+    }
+
+    /// Compares `candidate` with the current password in constant time. A password file is
+    /// checked for changes first (a `stat` per admin request; admin requests are rare and rate
+    /// limited); if it cannot be read now, the last good password stays in force.
+    pub(crate) fn matches(&self, candidate: &[u8]) -> bool {
+        match &*self.0 {
+            Source::Fixed(secret) => secret.matches(candidate),
+            Source::File { path, current } => {
+                let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
+                if stamp(path) != current.stamp {
+                    match read_file(path) {
+                        Ok(loaded) => {
+                            tracing::info!(path = %path.display(), "the password file changed: the new password is in force");
+                            *current = loaded;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "keeping the previous admin password");
+                        }
+                    }
+                }
+                current.secret.matches(candidate)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some((meta.modified().ok(), meta.len(), inode))
+}
+
+fn read_file(path: &Path) -> Result<Loaded, PasswordError> {
+    let stamp = stamp(path);
     let raw = std::fs::read_to_string(path).map_err(|source| PasswordError::Unreadable {
         path: path.display().to_string(),
         source,
@@ -86,7 +173,10 @@ pub fn load_password(
     if value.is_empty() {
         return Err(PasswordError::Empty("PASSWORD_FILE"));
     }
-    Ok(Secret::new(value.to_string()))
+    Ok(Loaded {
+        stamp,
+        secret: Secret::new(value.to_string()),
+    })
 }
 
 #[cfg(test)]
@@ -110,20 +200,37 @@ mod tests {
     }
 
     #[test]
-    fn env_wins_and_file_has_its_trailing_newline_trimmed() {
+    fn the_file_has_its_trailing_newline_trimmed_and_both_sources_at_once_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("password");
         std::fs::write(&path, "from-file\n").unwrap();
-        assert_eq!(
-            load_password(None, Some(&path)).unwrap().expose(),
-            "from-file"
-        );
-        assert_eq!(
-            load_password(Some("from-env".into()), Some(&path))
+        let password = load_password(None, Some(&path)).unwrap();
+        assert!(password.matches(b"from-file"));
+        assert!(!password.matches(b"from-file\n"));
+        let err = load_password(Some("from-env".into()), Some(&path)).unwrap_err();
+        assert!(matches!(err, PasswordError::Conflict), "{err}");
+        assert!(
+            load_password(Some("from-env".into()), None)
                 .unwrap()
-                .expose(),
-            "from-env"
+                .matches(b"from-env")
         );
+    }
+
+    #[test]
+    fn a_rotated_password_file_is_picked_up_and_a_vanished_one_keeps_the_last_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("password");
+        std::fs::write(&path, "old").unwrap();
+        let password = load_password(None, Some(&path)).unwrap();
+        assert!(password.matches(b"old"));
+        // As the kubelet does: a new file moved into place (new inode, maybe same mtime).
+        let next = dir.path().join("password.new");
+        std::fs::write(&next, "new-secret").unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        assert!(password.matches(b"new-secret"));
+        assert!(!password.matches(b"old"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(password.matches(b"new-secret"));
     }
 
     #[test]

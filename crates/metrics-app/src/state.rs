@@ -1,20 +1,25 @@
-//! State shared by every request, built once at start-up.
+//! State shared by every request on both listeners, built once at start-up.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::http::HeaderValue;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::faults::{Faults, Leak};
-use crate::logging::Logging;
-use crate::logging::access::AccessLog;
+use crate::faults::{Burners, Faults, Leak};
+use crate::logging::LogControl;
 use crate::metrics::Metrics;
-use crate::secret::Secret;
+use crate::secret::Password;
 use crate::store::Store;
 
-/// Changes the log filter at run time (`PUT /admin/log-level`); returns a message on a bad
-/// filter. Built by the binary from its tracing reload handle; absent in most tests.
-pub type LogControl = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// Admin requests one client address may make in a burst, and per second after that: enough
+/// for a person or a script, while a password guesser gets one guess per second.
+const ADMIN_BURST: u32 = 10;
+const ADMIN_PER_SECOND: u32 = 1;
+/// Client addresses remembered by the admin rate limiter before stale ones are forgotten.
+const ADMIN_LIMITER_KEYS: usize = 10_000;
 
 /// Handle on the shared state; cloning is cheap.
 #[derive(Clone)]
@@ -29,17 +34,21 @@ pub struct Shared {
     /// This instance's name, ready to put in the `X-Instance` header.
     pub instance: HeaderValue,
     /// Admin password.
-    pub password: Secret,
+    pub password: Password,
     /// Active fault modes (fixed at start-up).
     pub faults: Faults,
     /// Memory retained by the `leak` fault.
     pub leak: Leak,
-    /// Set once shutdown begins: `/readyz` then answers 503 so traffic moves elsewhere.
-    draining: AtomicBool,
+    /// Child processes started by the `slow-even` fault, ended at shutdown.
+    pub burners: Burners,
     /// Run-time log filter control, when the binary installed one.
     pub log_control: Option<LogControl>,
-    /// How access events are written.
-    pub access_log: AccessLog,
+    /// Whether one access event is logged per request.
+    pub access_log: bool,
+    /// Admin requests per client address.
+    admin_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Set once shutdown begins: `/readyz` then answers 503 so traffic moves elsewhere.
+    draining: AtomicBool,
 }
 
 impl AppState {
@@ -48,16 +57,15 @@ impl AppState {
         store: Store,
         metrics: Metrics,
         instance: &str,
-        password: Secret,
+        password: Password,
         faults: Faults,
-        logging: Option<Logging>,
+        log_control: Option<LogControl>,
+        access_log: bool,
     ) -> Self {
         let instance = HeaderValue::from_str(instance)
             .unwrap_or_else(|_| HeaderValue::from_static("metrics-app"));
-        let (log_control, access_log) = match logging {
-            Some(Logging { control, access }) => (Some(control), access),
-            None => (None, AccessLog::default()),
-        };
+        let quota = Quota::per_second(NonZeroU32::new(ADMIN_PER_SECOND).unwrap_or(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(ADMIN_BURST).unwrap_or(NonZeroU32::MIN));
         Self(Arc::new(Shared {
             store,
             metrics,
@@ -65,10 +73,21 @@ impl AppState {
             password,
             faults,
             leak: Leak::default(),
-            draining: AtomicBool::new(false),
+            burners: Burners::default(),
             log_control,
             access_log,
+            admin_limiter: RateLimiter::keyed(quota),
+            draining: AtomicBool::new(false),
         }))
+    }
+
+    /// Counts an admin request from `client`; `false` when that address has used up its
+    /// allowance for now.
+    pub fn admit_admin_request(&self, client: IpAddr) -> bool {
+        if self.admin_limiter.len() > ADMIN_LIMITER_KEYS {
+            self.admin_limiter.retain_recent();
+        }
+        self.admin_limiter.check_key(&client).is_ok()
     }
 
     /// Marks the service as draining (irreversible).

@@ -1,4 +1,4 @@
-//! The HTTP API through the router (`oneshot`) and through a real socket in this process.
+//! The HTTP API through the routers (`oneshot`) and through real sockets in this process.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
@@ -14,24 +15,47 @@ use common::{PASSWORD, TestApp, client, config, counter_value};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-fn router() -> metrics_app::routes::App {
-    let (state, _) = metrics_app::build_state(&config(&[]), None).unwrap();
-    metrics_app::app(state)
+/// Both routers over one state, each path sent where the service serves it.
+#[derive(Clone)]
+struct App {
+    public: Router,
+    management: Router,
 }
 
-async fn call(
-    app: &metrics_app::routes::App,
-    request: Request<Body>,
-) -> (StatusCode, axum::http::HeaderMap, String) {
-    let response = app.clone().oneshot(request).await.unwrap();
+fn router() -> App {
+    app_with(None)
+}
+
+fn app_with(control: Option<metrics_app::LogControl>) -> App {
+    let (state, _) = metrics_app::build_state(&config(&[]), control).unwrap();
+    App {
+        public: metrics_app::public_router(state.clone(), Duration::from_secs(10)),
+        management: metrics_app::management_router(state, Duration::from_secs(10)),
+    }
+}
+
+async fn call(app: &App, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
+    let router = match request.uri().path() {
+        "/healthz" | "/readyz" | "/metrics" => app.management.clone(),
+        _ => app.public.clone(),
+    };
+    let response = router.oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, headers, String::from_utf8(body.to_vec()).unwrap())
 }
 
+/// A request as a client sends it: HTTP/1.1 with one `Host` header.
+fn request(method: &str, path: &str) -> axum::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "metrics-app.test")
+}
+
 fn get(path: &str) -> Request<Body> {
-    Request::get(path).body(Body::empty()).unwrap()
+    request("GET", path).body(Body::empty()).unwrap()
 }
 
 #[tokio::test]
@@ -50,25 +74,26 @@ async fn counter_counts_from_one_and_every_response_names_instance_and_request()
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, format!("Counter value: {expected}"));
         assert_eq!(headers["x-instance"], "test-instance");
-        assert_eq!(headers["x-request-id"].len(), 32);
+        // A UUID, unless the client sent a sane id of its own.
+        assert_eq!(headers["x-request-id"].len(), 36);
     }
 }
 
 #[tokio::test]
 async fn a_sane_request_id_is_echoed_and_an_odd_one_replaced() {
     let app = router();
-    let req = Request::get("/healthz")
+    let req = request("GET", "/healthz")
         .header("x-request-id", "abc-123")
         .body(Body::empty())
         .unwrap();
     assert_eq!(call(&app, req).await.1["x-request-id"], "abc-123");
-    let req = Request::get("/healthz")
+    let req = request("GET", "/healthz")
         .header("x-request-id", "x".repeat(500))
         .body(Body::empty())
         .unwrap();
     let id = call(&app, req).await.1["x-request-id"].clone();
     assert_ne!(id.to_str().unwrap(), "x".repeat(500));
-    assert_eq!(id.len(), 32);
+    assert_eq!(id.len(), 36);
 }
 
 #[tokio::test]
@@ -88,7 +113,7 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_short_bodies() {
         (StatusCode::NOT_FOUND, "not found")
     );
     assert_eq!(headers["x-instance"], "test-instance");
-    let req = Request::delete("/counter").body(Body::empty()).unwrap();
+    let req = request("DELETE", "/counter").body(Body::empty()).unwrap();
     let (status, headers, body) = call(&app, req).await;
     assert_eq!(
         (status, body.as_str()),
@@ -111,19 +136,45 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_short_bodies() {
 }
 
 #[tokio::test]
-async fn head_answers_the_get_headers_and_length_without_a_body_and_still_counts() {
+async fn head_on_the_counter_answers_its_headers_without_spending_a_value() {
     let app = router();
-    let head = Request::head("/counter").body(Body::empty()).unwrap();
-    let (status, headers, body) = call(&app, head).await;
-    assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, "");
+    for _ in 0..3 {
+        let head = request("HEAD", "/counter").body(Body::empty()).unwrap();
+        let (status, headers, body) = call(&app, head).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "");
+        assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+        assert_eq!(headers["cache-control"], "no-store");
+        assert!(headers.contains_key("x-request-id"));
+    }
+    assert_eq!(call(&app, get("/counter")).await.2, "Counter value: 1");
+    // HEAD on the other GET routes is axum's: the GET answer without its body.
+    let head = request("HEAD", "/").body(Body::empty()).unwrap();
+    assert_eq!(call(&app, head).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn requests_without_exactly_one_host_are_refused_with_400() {
+    let app = router();
+    let none = Request::get("/counter").body(Body::empty()).unwrap();
+    let (status, _, body) = call(&app, none).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("Host"), "{body}");
+    let two = request("GET", "/counter")
+        .header("host", "other.test")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&app, two).await.0, StatusCode::BAD_REQUEST);
+    // HTTP/1.0 may omit it.
+    let old = Request::get("/counter")
+        .version(axum::http::Version::HTTP_10)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, body) = call(&app, old).await;
     assert_eq!(
-        headers["content-length"],
-        "Counter value: 1".len().to_string()
+        (status, body.as_str()),
+        (StatusCode::OK, "Counter value: 1")
     );
-    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
-    assert!(headers.contains_key("x-request-id"));
-    assert_eq!(call(&app, get("/counter")).await.2, "Counter value: 2");
 }
 
 #[tokio::test]
@@ -147,8 +198,8 @@ async fn metric_labels_stay_bounded_whatever_paths_clients_send() {
                 .to_string()
         })
         .collect();
-    // Only the router's own paths (the GET ones exist from the start, at zero) and `unmatched`:
-    // the 100 distinct paths and queries sent above created no series of their own.
+    // Only the routers' own paths and `unmatched`: the 100 distinct paths and queries sent
+    // above created no series of their own.
     let allowed: HashSet<String> = [
         "unmatched",
         "/",
@@ -176,7 +227,7 @@ async fn metrics_parse_and_carry_every_documented_family() {
     let app = router();
     call(&app, get("/counter")).await;
     call(&app, get("/counter")).await;
-    let req = Request::get("/metrics")
+    let req = request("GET", "/metrics")
         .header(
             "accept",
             "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
@@ -259,7 +310,7 @@ async fn admin_reset_needs_the_password_and_answers_401_with_challenges() {
         Some("Bearer".into()),
         Some("Basic %%%".into()),
     ] {
-        let mut req = Request::post("/admin/counter/reset");
+        let mut req = request("POST", "/admin/counter/reset");
         if let Some(auth) = &auth {
             req = req.header("authorization", auth);
         }
@@ -276,14 +327,14 @@ async fn admin_reset_needs_the_password_and_answers_401_with_challenges() {
     );
 
     let req =
-        Request::post("/admin/counter/reset").header("authorization", basic("anyone", PASSWORD));
+        request("POST", "/admin/counter/reset").header("authorization", basic("anyone", PASSWORD));
     assert_eq!(
         call(&app, req.body(Body::empty()).unwrap()).await.0,
         StatusCode::OK
     );
     assert_eq!(call(&app, get("/counter")).await.2, "Counter value: 1");
-    let req =
-        Request::post("/admin/counter/reset").header("authorization", format!("Bearer {PASSWORD}"));
+    let req = request("POST", "/admin/counter/reset")
+        .header("authorization", format!("Bearer {PASSWORD}"));
     assert_eq!(
         call(&app, req.body(Body::empty()).unwrap()).await.0,
         StatusCode::OK
@@ -295,21 +346,13 @@ async fn admin_reset_needs_the_password_and_answers_401_with_challenges() {
 async fn log_level_changes_are_validated_and_bodies_are_bounded() {
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let seen = calls.clone();
-    let control: metrics_app::state::LogControl = std::sync::Arc::new(move |f: &str| {
-        if f.contains('[') {
-            return Err("invalid log filter".into());
-        }
+    let control: metrics_app::LogControl = std::sync::Arc::new(move |f| {
         seen.lock().unwrap().push(f.to_string());
         Ok(())
     });
-    let logging = metrics_app::logging::Logging {
-        control,
-        access: metrics_app::logging::access::AccessLog::Tracing,
-    };
-    let (state, _) = metrics_app::build_state(&config(&[]), Some(logging)).unwrap();
-    let app = metrics_app::app(state);
+    let app = app_with(Some(control));
     let put = |body: Vec<u8>, auth: bool| {
-        let mut req = Request::put("/admin/log-level");
+        let mut req = request("PUT", "/admin/log-level");
         if auth {
             req = req.header("authorization", format!("Bearer {PASSWORD}"));
         }
@@ -323,10 +366,17 @@ async fn log_level_changes_are_validated_and_bodies_are_bounded() {
         call(&app, put(b"debug\n".to_vec(), true)).await.0,
         StatusCode::OK
     );
-    assert_eq!(
-        call(&app, put(b"[bad".to_vec(), true)).await.0,
-        StatusCode::BAD_REQUEST
-    );
+    // Filters that would enable nothing are refused, saying why.
+    for (bad, why) in [
+        (&b"[bad"[..], "invalid"),
+        (b"debgu", "debgu"),
+        (b"info\nwarn", "one line"),
+        (b"off", "silence"),
+    ] {
+        let (status, _, body) = call(&app, put(bad.to_vec(), true)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.contains(why), "{body}");
+    }
     assert_eq!(
         call(&app, put(vec![0xff, 0xfe], true)).await.0,
         StatusCode::BAD_REQUEST
@@ -336,6 +386,32 @@ async fn log_level_changes_are_validated_and_bodies_are_bounded() {
         StatusCode::PAYLOAD_TOO_LARGE
     );
     assert_eq!(*calls.lock().unwrap(), vec!["debug".to_string()]);
+}
+
+#[tokio::test]
+async fn admin_requests_are_rate_limited_per_client_even_with_the_right_password() {
+    let app = router();
+    let reset = |auth: String| {
+        request("POST", "/admin/counter/reset")
+            .header("authorization", auth)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(call(&app, reset("Bearer guess".into())).await.0);
+    }
+    assert_eq!(statuses[..10], [StatusCode::UNAUTHORIZED; 10]);
+    assert_eq!(statuses[10..], [StatusCode::TOO_MANY_REQUESTS; 2]);
+    // Once limited, the right password gets no different answer: guessing learns nothing.
+    let (status, headers, _) = call(&app, reset(format!("Bearer {PASSWORD}"))).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["retry-after"], "1");
+    let (_, _, text) = call(&app, get("/metrics")).await;
+    assert!(
+        text.contains("metrics_app_admin_rate_limited_total 3"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -531,5 +607,201 @@ async fn an_idle_or_slowloris_connection_is_closed_after_the_header_timeout() {
         slow < Duration::from_secs(4),
         "slowloris connection held for {slow:?}"
     );
+    app.stop().await;
+}
+
+/// The status code of the first response in `answer` (0 if there is none).
+fn status_of(answer: &str) -> u16 {
+    answer
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_public_listener_saturated_probes_still_answer_at_once_and_newcomers_get_503() {
+    let app = TestApp::spawn(&[
+        "--max-connections",
+        "8",
+        "--header-read-timeout",
+        "30s",
+        "--drain-delay",
+        "0s",
+    ])
+    .await;
+    let addr = app.addr;
+    // Twice the budget: half idle keep-alive connections, half slow partial heads.
+    let mut held = Vec::new();
+    for i in 0..16 {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        if i % 2 == 0 {
+            stream
+                .write_all(b"GET /counter HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+        }
+        held.push(stream);
+    }
+    // The budget is used up once a newcomer is turned away.
+    let newcomer = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let answer = raw_exchange(addr, b"GET /counter HTTP/1.1\r\nHost: x\r\n\r\n");
+        (answer, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status_of(&newcomer.0), 503, "{:?}", newcomer.0);
+    assert!(newcomer.0.contains("retry-after: 1"), "{:?}", newcomer.0);
+    assert!(
+        newcomer.1 < Duration::from_secs(2),
+        "turned away only after {:?}",
+        newcomer.1
+    );
+    // Probes on the management port do not queue behind the public load.
+    let http = client();
+    let mut took = Vec::new();
+    for path in ["/healthz", "/readyz", "/metrics"].repeat(5) {
+        let started = Instant::now();
+        let r = http.get(app.mgmt(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        r.bytes().await.unwrap();
+        took.push(started.elapsed());
+    }
+    took.sort();
+    let median = took[took.len() / 2];
+    assert!(
+        median < Duration::from_millis(100),
+        "probes took {took:?} while the public listener was saturated"
+    );
+    let metrics = http
+        .get(app.mgmt("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // The 8 held connections beyond the budget, and the newcomer.
+    assert!(
+        metrics.contains("metrics_app_connections_shed_total{listener=\"public\"} 9"),
+        "{metrics}"
+    );
+    drop(held);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_gets_408_after_the_body_read_timeout() {
+    let app = TestApp::spawn(&["--body-read-timeout", "300ms", "--drain-delay", "0s"]).await;
+    let addr = app.addr;
+    let (answer, took) = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let head = format!(
+            "PUT /admin/log-level HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {PASSWORD}\r\nContent-Length: 1000\r\n\r\ninf"
+        );
+        (raw_exchange(addr, head.as_bytes()), started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status_of(&answer), 408, "{answer:?}");
+    assert!(took < Duration::from_secs(4), "held for {took:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_partial_head_connections_do_not_hold_shutdown() {
+    let mut app = TestApp::spawn(&[
+        "--shutdown-timeout",
+        "20s",
+        "--header-read-timeout",
+        "30s",
+        "--drain-delay",
+        "0s",
+    ])
+    .await;
+    let mut partial = std::net::TcpStream::connect(app.addr).unwrap();
+    partial
+        .write_all(b"GET /counter HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .unwrap();
+    let mut idle = std::net::TcpStream::connect(app.addr).unwrap();
+    idle.write_all(b"GET /counter HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert!(idle.read(&mut buf).unwrap() > 0);
+    // Both connections are known to the server (one answered, one mid-head).
+    let started = Instant::now();
+    app.begin_stop();
+    let stopped = app.stopped().await;
+    assert_eq!(stopped, metrics_app::Stopped::Clean);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?} for idle connections",
+        started.elapsed()
+    );
+    partial
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(partial.read(&mut buf).unwrap_or(0), 0, "not closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_are_closed_once_they_reach_the_maximum_age() {
+    let app = TestApp::spawn(&["--max-connection-age", "300ms", "--drain-delay", "0s"]).await;
+    let addr = app.addr;
+    let (first, closed_after) = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let started = Instant::now();
+        stream
+            .write_all(b"GET /counter HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).unwrap();
+        let first = String::from_utf8_lossy(&buf[..n]).into_owned();
+        // Idle from now on: the server closes it when it reaches its age.
+        let n = stream.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "expected the connection to be closed");
+        (first, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status_of(&first), 200, "{first:?}");
+    assert!(
+        closed_after >= Duration::from_millis(300) && closed_after < Duration::from_secs(4),
+        "closed after {closed_after:?}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_ascii_password_works_with_bearer_as_with_basic() {
+    let password = "pässwörd-密码";
+    let app = TestApp::spawn_with(common::config_with_password(
+        &["--drain-delay", "0s"],
+        password,
+    ))
+    .await;
+    let addr = app.addr;
+    let answers = tokio::task::spawn_blocking(move || {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{password}"));
+        [
+            format!("Bearer {password}"),
+            format!("Basic {basic}"),
+            "Bearer pässwörd".to_string(),
+        ]
+        .map(|auth| {
+            let request = format!(
+                "POST /admin/counter/reset HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            status_of(&raw_exchange(addr, request.as_bytes()))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers, [200, 200, 401]);
     app.stop().await;
 }

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::{Binary, PASSWORD, client, counter_value, wait_until_ok};
 
+/// Runs the binary to its end with `args` and only the environment in `envs` (no `PASSWORD`
+/// unless given there).
 fn run_to_end(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let out = Binary::command()
+        .env_remove("PASSWORD")
         .args(args)
         .envs(envs.iter().copied())
         .output()
@@ -49,7 +52,10 @@ fn a_password_file_is_accepted() {
         &[("PASSWORD_FILE", file.to_str().unwrap())],
     );
     assert_eq!(code, 2);
-    assert!(stderr.contains("--bind/BIND"), "{stderr}");
+    assert!(
+        stderr.contains("--bind") && stderr.contains("nope"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -57,16 +63,16 @@ fn bad_values_exit_2_naming_the_flag_the_value_and_what_is_accepted() {
     let cases: [(&[&str], &[&str]); 7] = [
         (
             &["--drain-delay", "soon"],
-            &["--drain-delay/DRAIN_DELAY", "soon", "500ms"],
+            &["--drain-delay", "DRAIN_DELAY", "soon", "500ms"],
         ),
         (
             &["--bind", "localhost"],
-            &["--bind/BIND", "localhost", "0.0.0.0:8080"],
+            &["--bind", "localhost", "socket address"],
         ),
         (&["--store", "redis"], &["REDIS_URL"]),
         (
             &["--fault", "explode"],
-            &["--fault/FAULTS", "explode", "slow-even", "leak"],
+            &["--fault", "explode", "slow-even", "leak"],
         ),
         (&["--fault", "leak=lots"], &["leak=lots", "MB"]),
         (&["--max-connections=-3"], &["MAX_CONNECTIONS", "-3"]),
@@ -116,6 +122,10 @@ fn version_names_the_commit_and_help_documents_every_flag() {
         "--max-connections",
         "--fault",
         "--password-file",
+        "--management-bind",
+        "--access-log",
+        "--body-read-timeout",
+        "--max-connection-age",
         "PASSWORD",
     ] {
         assert!(help.contains(flag), "{flag} not documented in --help");
@@ -136,7 +146,7 @@ async fn sigterm_drains_with_readyz_503_finishes_in_flight_requests_and_exits_0(
         ],
         &[],
     );
-    wait_until_ok(&app.url("/readyz"), Duration::from_secs(10)).await;
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
     let http = client();
     assert_eq!(
         counter_value(
@@ -152,26 +162,50 @@ async fn sigterm_drains_with_readyz_503_finishes_in_flight_requests_and_exits_0(
         1
     );
     let slow = tokio::spawn(http.get(app.url("/counter")).send());
-    // Let the slow request reach the server before the signal.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The signal goes out once the slow request is being handled (the in-flight gauge says so).
+    let metrics_url = app.mgmt("/metrics");
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = http
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if gauge(&text, "http_requests_in_flight") >= 2.0 {
+            // The scrape itself and the slow /counter.
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the slow request never arrived:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     app.signal("TERM");
 
     // During the drain: readiness fails, yet requests are still served.
-    let started = Instant::now();
-    let mut saw_draining = false;
-    let mut served_during_drain = 0;
-    while started.elapsed() < Duration::from_millis(500) {
-        let ready = http.get(app.url("/readyz")).send().await.unwrap();
+    let until = Instant::now() + Duration::from_secs(2);
+    loop {
+        let ready = http.get(app.mgmt("/readyz")).send().await.unwrap();
         if ready.status() == 503 {
             assert_eq!(ready.text().await.unwrap(), "draining");
-            saw_draining = true;
+            break;
         }
-        let r = http.get(app.url("/healthz")).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-        served_during_drain += 1;
+        assert!(
+            Instant::now() < until,
+            "/readyz never answered 503 during the drain"
+        );
     }
-    assert!(saw_draining, "/readyz never answered 503 during the drain");
-    assert!(served_during_drain > 0);
+    let during_drain = http.get(app.url("/counter")).send().await.unwrap();
+    assert_eq!(
+        during_drain.status(),
+        200,
+        "a request during the drain was refused"
+    );
+    assert_eq!(counter_value(&during_drain.text().await.unwrap()), 3);
 
     let slow = slow.await.unwrap().unwrap();
     assert_eq!(slow.status(), 200);
@@ -185,10 +219,10 @@ async fn the_password_never_appears_in_logs_metrics_or_error_bodies() {
     let redis_password = "redis-Secret-42";
     let redis_url = format!("redis://:{redis_password}@127.0.0.1:1/0");
     let mut app = Binary::start(
-        &["--store", "redis", "--drain-delay", "0s"],
+        &["--store", "redis", "--drain-delay", "0s", "--access-log"],
         &[("REDIS_URL", redis_url.as_str()), ("RUST_LOG", "trace")],
     );
-    wait_until_ok(&app.url("/healthz"), Duration::from_secs(10)).await;
+    wait_until_ok(&app.mgmt("/healthz"), Duration::from_secs(10)).await;
     let http = client();
     let mut bodies = Vec::new();
     let wrong_basic = format!(
@@ -217,9 +251,12 @@ async fn the_password_never_appears_in_logs_metrics_or_error_bodies() {
         ("GET", "/readyz", None),
         ("GET", "/metrics", None),
     ] {
-        let mut req = http
-            .request(method.parse().unwrap(), app.url(path))
-            .body("trace");
+        let url = if path.starts_with("/admin") || path == "/counter" {
+            app.url(path)
+        } else {
+            app.mgmt(path)
+        };
+        let mut req = http.request(method.parse().unwrap(), url).body("trace");
         if let Some(auth) = auth {
             req = req.header("authorization", auth);
         }
@@ -252,8 +289,17 @@ async fn the_password_never_appears_in_logs_metrics_or_error_bodies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_have_one_access_event_per_request_and_promtool_accepts_the_metrics() {
-    let mut app = Binary::start(&["--drain-delay", "0s", "--collect-interval", "50ms"], &[]);
-    wait_until_ok(&app.url("/healthz"), Duration::from_secs(10)).await;
+    let mut app = Binary::start(
+        &[
+            "--drain-delay",
+            "0s",
+            "--collect-interval",
+            "50ms",
+            "--access-log",
+        ],
+        &[],
+    );
+    wait_until_ok(&app.mgmt("/healthz"), Duration::from_secs(10)).await;
     let http = client();
     for _ in 0..3 {
         http.get(app.url("/counter"))
@@ -263,7 +309,7 @@ async fn json_logs_have_one_access_event_per_request_and_promtool_accepts_the_me
             .unwrap();
     }
     let exposition = http
-        .get(app.url("/metrics"))
+        .get(app.mgmt("/metrics"))
         .send()
         .await
         .unwrap()
@@ -284,7 +330,7 @@ async fn json_logs_have_one_access_event_per_request_and_promtool_accepts_the_me
         assert_eq!(event["method"], "GET");
         assert_eq!(event["status"], 200);
         assert_eq!(event["request_id"], "trace-me");
-        assert_eq!(event["instance"], format!("bin-{}", app.port));
+        assert_eq!(event["instance"], common::BINARY_INSTANCE);
         assert!(event["latency_ms"].as_f64().unwrap() >= 0.0);
     }
 
@@ -335,10 +381,17 @@ fn access_lines_for(app: &Binary, id: &str) -> usize {
 async fn the_access_log_follows_rust_log_and_the_run_time_filter_in_json_and_text() {
     for format in ["json", "text"] {
         let mut app = Binary::start(
-            &["--drain-delay", "0s", "--log-format", format],
-            &[("RUST_LOG", "warn")],
+            &[
+                "--drain-delay",
+                "0s",
+                "--log-format",
+                format,
+                "--access-log",
+            ],
+            // The service's own info lines stay on: the harness reads the ports from them.
+            &[("RUST_LOG", "warn,metrics_app=info")],
         );
-        wait_until_ok(&app.url("/healthz"), Duration::from_secs(10)).await;
+        wait_until_ok(&app.mgmt("/healthz"), Duration::from_secs(10)).await;
         let http = client();
         let get = |id: &'static str| {
             http.get(app.url("/counter"))
@@ -401,7 +454,7 @@ fn gauge(exposition: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_even_makes_even_values_slow_and_leaves_burner_processes_running() {
     let app = Binary::start(&["--fault", "slow-even=700ms", "--drain-delay", "0s"], &[]);
-    wait_until_ok(&app.url("/healthz"), Duration::from_secs(10)).await;
+    wait_until_ok(&app.mgmt("/healthz"), Duration::from_secs(10)).await;
     assert!(
         app.wait_for_output("FAULT MODE ON", Duration::from_secs(5)),
         "{}",
@@ -435,13 +488,13 @@ async fn slow_even_makes_even_values_slow_and_leaves_burner_processes_running() 
         }
     }
     // Burners outlive the request (3 x 700 ms), like the original's collectors.
-    let burners = children_running(app.child.id(), "burn-cpu");
+    let burners = children_running(app.pid(), "burn-cpu");
     assert!(
         burners >= 2,
         "expected burner children still running, found {burners}"
     );
     let exposition = http
-        .get(app.url("/metrics"))
+        .get(app.mgmt("/metrics"))
         .send()
         .await
         .unwrap()
@@ -474,11 +527,11 @@ async fn leak_retains_touched_memory_per_request() {
         ],
         &[],
     );
-    wait_until_ok(&app.url("/healthz"), Duration::from_secs(10)).await;
+    wait_until_ok(&app.mgmt("/healthz"), Duration::from_secs(10)).await;
     let http = client();
     let rss = |text: &str| gauge(text, "process_resident_memory_bytes");
     let before = http
-        .get(app.url("/metrics"))
+        .get(app.mgmt("/metrics"))
         .send()
         .await
         .unwrap()
@@ -492,7 +545,7 @@ async fn leak_retains_touched_memory_per_request() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let after = loop {
         let text = http
-            .get(app.url("/metrics"))
+            .get(app.mgmt("/metrics"))
             .send()
             .await
             .unwrap()
@@ -513,4 +566,140 @@ async fn leak_retains_touched_memory_per_request() {
         grown > 60.0 * 1024.0 * 1024.0,
         "RSS grew by only {grown} bytes"
     );
+}
+
+#[test]
+fn a_password_in_the_environment_and_a_password_file_at_once_exit_2_naming_both() {
+    let (code, _, stderr) = run_to_end(&["--password-file", "/nonexistent"], &[("PASSWORD", "x")]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("PASSWORD") && stderr.contains("--password-file"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run_to_end(&[], &[("PASSWORD", "x"), ("PASSWORD_FILE", "/x")]);
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_flag_no_access_event_is_logged() {
+    let mut app = Binary::start(&["--drain-delay", "0s"], &[]);
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
+    let http = client();
+    for _ in 0..3 {
+        let r = http.get(app.url("/counter")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    app.signal("TERM");
+    assert_eq!(app.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    let output = app.output();
+    assert!(output.contains("metrics-app starting"), "{output}");
+    assert!(!output.contains("\"target\":\"access\""), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_answer_only_on_the_management_port_and_the_counter_only_on_the_public_one() {
+    let app = Binary::start(&["--drain-delay", "0s"], &[]);
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
+    let http = client();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(
+            http.get(app.url(path)).send().await.unwrap().status(),
+            404,
+            "{path}"
+        );
+        assert_eq!(
+            http.get(app.mgmt(path)).send().await.unwrap().status(),
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        http.get(app.mgmt("/counter"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        http.get(app.url("/counter")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hup_and_usr_signals_are_logged_and_ignored_and_quit_drains_and_exits_0() {
+    let mut app = Binary::start(&["--drain-delay", "0s"], &[]);
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
+    let http = client();
+    for signal in ["HUP", "USR1", "USR2"] {
+        app.signal(signal);
+        assert!(
+            app.wait_for_output(&format!("SIG{signal}"), Duration::from_secs(5)),
+            "SIG{signal} not logged:\n{}",
+            app.output()
+        );
+        let r = http.get(app.url("/counter")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "not serving after SIG{signal}");
+    }
+    assert!(app.output().contains("signal ignored"), "{}", app.output());
+    app.signal("QUIT");
+    assert_eq!(app.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    let output = app.output();
+    assert!(output.contains("shutdown signal received"), "{output}");
+    assert!(output.contains("server stopped"), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_mode_burners_end_when_the_service_stops() {
+    let mut app = Binary::start(&["--fault", "slow-even=300ms", "--drain-delay", "0s"], &[]);
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
+    let http = client();
+    for _ in 0..2 {
+        http.get(app.url("/counter")).send().await.unwrap();
+    }
+    let pid = app.pid();
+    // Burners outlive the request (they run 3 × 300 ms, at least 1 s).
+    assert!(children_running(pid, "burn-cpu") >= 2);
+    let burner_pids = burner_pids(pid);
+    app.signal("TERM");
+    assert_eq!(app.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    // Killed at shutdown: gone at once, not after their own time runs out.
+    let until = Instant::now() + Duration::from_millis(500);
+    while burner_pids.iter().any(|p| alive(*p)) {
+        assert!(
+            Instant::now() < until,
+            "burners {burner_pids:?} outlived the service"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// PIDs of the children of `pid` running `burn-cpu`.
+fn burner_pids(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            let cmdline =
+                std::fs::read_to_string(format!("/proc/{child}/cmdline")).unwrap_or_default();
+            ppid == Some(pid) && cmdline.contains("burn-cpu")
+        })
+        .collect()
+}
+
+/// Whether `pid` is a running (not zombie) process.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|s| s != "Z"))
+        })
+        .unwrap_or(false)
 }

@@ -33,7 +33,7 @@ async fn three_instances_on_one_redis_hand_out_one_gap_free_duplicate_free_seque
         spawn_on(&redis, "c").await,
     ];
     for app in &apps {
-        wait_until_ok(&app.url("/readyz"), Duration::from_secs(10)).await;
+        wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
     }
     let http = client();
     let mut tasks = Vec::new();
@@ -72,7 +72,7 @@ async fn three_instances_on_one_redis_hand_out_one_gap_free_duplicate_free_seque
 async fn a_redis_outage_gives_503_and_unready_then_counting_resumes_without_duplicates() {
     let mut redis = RedisServer::start();
     let app = spawn_on(&redis, "solo").await;
-    wait_until_ok(&app.url("/readyz"), Duration::from_secs(10)).await;
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
     let http = client();
     let mut values = Vec::new();
     for _ in 0..20 {
@@ -98,11 +98,11 @@ async fn a_redis_outage_gives_503_and_unready_then_counting_resumes_without_dupl
         assert_eq!(r.text().await.unwrap(), "counter store unavailable");
         failures += 1;
     }
-    let ready = http.get(app.url("/readyz")).send().await.unwrap();
+    let ready = http.get(app.mgmt("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.text().await.unwrap(), "redis store unavailable");
     let metrics = http
-        .get(app.url("/metrics"))
+        .get(app.mgmt("/metrics"))
         .send()
         .await
         .unwrap()
@@ -119,7 +119,7 @@ async fn a_redis_outage_gives_503_and_unready_then_counting_resumes_without_dupl
     redis.restart();
     // Recovery needs no restart of the service: it reconnects by itself.
     let started = Instant::now();
-    wait_until_ok(&app.url("/readyz"), Duration::from_secs(15)).await;
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(15)).await;
     let recovered_in = started.elapsed();
     for _ in 0..20 {
         let r = http.get(app.url("/counter")).send().await.unwrap();

@@ -1,9 +1,8 @@
 //! The cluster topology built from real local processes, for tests and for people to explore.
 //!
 //! # Layout
-//! - [`process`]: free ports, child processes with captured output, signals by PID, and a
-//!   drop guard that kills every process even when a test fails.
-//! - [`redis`]: `redis-server` with AOF (`appendfsync always`) in a temp dir.
+//! - processes, Redis and the `metrics-app` binary come from the workspace's test harness,
+//!   `testkit`.
 //! - [`replica`]: the real `metrics-app` binary with the Redis store.
 //! - [`nginx`]: the gateway, retrying only on connection errors (the reasoning is there).
 //! - [`rules`]: alert rules extracted from the chart's PrometheusRule, checked by promtool.
@@ -14,8 +13,6 @@
 pub mod load;
 pub mod monitoring;
 pub mod nginx;
-pub mod process;
-pub mod redis;
 pub mod replica;
 pub mod rules;
 pub mod topology;

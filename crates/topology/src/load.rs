@@ -38,6 +38,8 @@ pub struct Load {
 /// A running load; [`Running::stop`] ends it and returns the outcomes.
 pub struct Running {
     stop: Arc<AtomicBool>,
+    /// Requests answered so far (any outcome).
+    answered: Arc<AtomicUsize>,
     handles: Vec<tokio::task::JoinHandle<Vec<Outcome>>>,
 }
 
@@ -54,14 +56,16 @@ impl Load {
             .build()?;
         let stop = Arc::new(AtomicBool::new(false));
         let budget = Arc::new(AtomicUsize::new(self.max_requests));
+        let answered = Arc::new(AtomicUsize::new(0));
         let started = Instant::now();
         let mut handles = Vec::new();
         for _ in 0..self.workers {
-            let (client, url, stop, budget) = (
+            let (client, url, stop, budget, answered) = (
                 client.clone(),
                 url.to_string(),
                 stop.clone(),
                 budget.clone(),
+                answered.clone(),
             );
             let (pace, max) = (self.pace, self.max_duration);
             handles.push(tokio::spawn(async move {
@@ -73,12 +77,17 @@ impl Load {
                         .is_ok()
                 {
                     out.push(one(&client, &url, started.elapsed()).await);
+                    answered.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(pace).await;
                 }
                 out
             }));
         }
-        Ok(Running { stop, handles })
+        Ok(Running {
+            stop,
+            answered,
+            handles,
+        })
     }
 }
 
@@ -115,6 +124,23 @@ async fn one(client: &reqwest::Client, url: &str, sent_at: Duration) -> Outcome 
 }
 
 impl Running {
+    /// Waits until `more` requests beyond those answered so far have been answered, at most
+    /// `deadline`: "the load has been running a while", measured in requests, not in time.
+    pub async fn wait_for_answers(&self, more: usize, deadline: Duration) -> Result<()> {
+        let target = self.answered.load(Ordering::SeqCst) + more;
+        let until = Instant::now() + deadline;
+        while self.answered.load(Ordering::SeqCst) < target {
+            if Instant::now() > until {
+                anyhow::bail!(
+                    "only {} of {target} requests answered within {deadline:?}",
+                    self.answered.load(Ordering::SeqCst)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
     /// Stops the workers after their current request and collects every outcome.
     pub async fn stop(self) -> Vec<Outcome> {
         self.stop.store(true, Ordering::SeqCst);

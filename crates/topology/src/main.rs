@@ -1,51 +1,93 @@
-//! `cargo run -p topology -- up [--replicas N] [--fault FAULT]`: starts the local topology for
-//! a person to explore, prints the URLs, and stops everything on ctrl-c or SIGTERM.
+//! `topology up`: starts the local production topology for a person to explore, prints the
+//! URLs and every alert the webhook receives, and stops everything on ctrl-c or SIGTERM.
+//!
+//! Exit codes: 0 stopped by a signal, 1 the topology could not start (the message says which
+//! process and why), 2 bad arguments.
 
-use anyhow::{Context, Result, bail};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 use topology::{Options, Topology};
 
-fn usage() -> &'static str {
-    "usage: topology up [--replicas N] [--fault MODE]   (MODE is applied to replica-1)"
+/// The metrics-app production topology from local processes: nginx in front of N replicas
+/// sharing Redis, with Prometheus (the chart's alert rules), Alertmanager and a webhook that
+/// records alerts. Needs the Debian packages redis-server, nginx, prometheus and
+/// prometheus-alertmanager, and helm (`bash scripts/install-tools`).
+#[derive(Debug, Parser)]
+#[command(name = "topology", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start everything, print the URLs, print alerts as they arrive; ctrl-c stops all.
+    Up {
+        /// metrics-app replicas behind nginx.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=16))]
+        replicas: u16,
+        /// A fault mode for replica-1, e.g. `slow-even=2s` or `leak=50`.
+        #[arg(long)]
+        fault: Option<String>,
+    },
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) != Some("up") {
-        bail!("{}", usage());
-    }
-    let mut options = Options {
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Cmd::Up { replicas, fault } = cli.command;
+    let options = Options {
+        replicas: usize::from(replicas),
         monitoring: true,
+        extra_args: fault
+            .map(|f| vec![(0, vec!["--fault".to_string(), f])])
+            .unwrap_or_default(),
         ..Options::default()
     };
-    let mut rest = args.iter().skip(1);
-    while let Some(a) = rest.next() {
-        match a.as_str() {
-            "--replicas" => {
-                options.replicas = rest
-                    .next()
-                    .context(usage())?
-                    .parse()
-                    .context("--replicas takes a number")?;
-            }
-            "--fault" => {
-                let f = rest.next().context(usage())?;
-                options
-                    .extra_args
-                    .push((0, vec!["--fault".into(), f.clone()]));
-            }
-            other => bail!("unknown argument {other:?}\n{}", usage()),
+    let topology = match Topology::start(options).await {
+        Ok(t) => t,
+        Err(error) => {
+            eprintln!("topology: cannot start: {error:#}");
+            return ExitCode::from(1);
         }
-    }
-    let topology = Topology::start(options).await?;
+    };
     println!("{}", topology.describe());
-    println!("ctrl-c (or SIGTERM) stops everything");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
+    println!("alerts are printed here as they arrive; ctrl-c (or SIGTERM) stops everything");
+    let mut alerts = topology.monitoring.as_ref().map(|m| m.webhook.subscribe());
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(error) => {
+            eprintln!("topology: cannot listen for SIGTERM: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            Some(alert) = next_alert(&mut alerts) => {
+                println!("alert {}: {} {}", alert.status, alert.name, alert.instance);
+            }
+        }
     }
     drop(topology);
     println!("stopped");
-    Ok(())
+    ExitCode::SUCCESS
+}
+
+/// The next alert, or never when there is no webhook (or it is gone).
+async fn next_alert(
+    alerts: &mut Option<tokio::sync::broadcast::Receiver<topology::monitoring::Alert>>,
+) -> Option<topology::monitoring::Alert> {
+    loop {
+        match alerts.as_mut() {
+            Some(rx) => match rx.recv().await {
+                Ok(alert) => return Some(alert),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => *alerts = None,
+            },
+            None => std::future::pending::<()>().await,
+        }
+    }
 }

@@ -7,99 +7,114 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::process::{Proc, find_binary, free_port, wait_http_ok};
 use crate::rules;
+use testkit::process::{Proc, find_binary, free_port, wait_http_ok};
 
-/// Alerts received by the webhook: every POSTed Alertmanager payload, parsed.
-#[derive(Clone, Default)]
+/// Alerts received by the webhook: every payload Alertmanager POSTs, parsed. `GET /alerts`
+/// on its port shows them (newest last) as JSON; [`Webhook::subscribe`] tells of each new
+/// alert as it arrives.
+#[derive(Clone)]
 pub struct Webhook {
     /// The port it listens on.
     pub port: u16,
     received: Arc<Mutex<Vec<serde_json::Value>>>,
+    arrivals: tokio::sync::broadcast::Sender<Alert>,
 }
+
+/// One alert as delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// `labels.alertname`.
+    pub name: String,
+    /// `labels.instance` (empty for alerts about no single instance).
+    pub instance: String,
+}
+
+/// Most payloads kept (a long-running `topology up` must not grow without bound).
+const KEEP_PAYLOADS: usize = 1000;
 
 impl Webhook {
     /// Binds a free port and serves until the runtime ends.
     pub async fn start() -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let (arrivals, _) = tokio::sync::broadcast::channel(256);
         let hook = Self {
             port: listener.local_addr()?.port(),
             received: Arc::default(),
+            arrivals,
         };
-        let received = hook.received.clone();
+        let app = axum::Router::new()
+            .route("/", axum::routing::post(receive))
+            .route("/alerts", axum::routing::get(show).post(receive))
+            .with_state(hook.clone());
         tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let received = received.clone();
-                tokio::spawn(async move {
-                    if let Some(body) = read_request_body(&mut sock).await
-                        && let Ok(v) = serde_json::from_slice(&body)
-                        && let Ok(mut r) = received.lock()
-                    {
-                        r.push(v);
-                    }
-                    let _ = sock
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        )
-                        .await;
-                });
-            }
+            let _ = axum::serve(listener, app).await;
         });
         Ok(hook)
     }
 
-    /// Names (`labels.alertname`) and instances of every firing alert received so far.
+    /// Tells of every alert that arrives from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Alert> {
+        self.arrivals.subscribe()
+    }
+
+    /// Names and instances of every firing alert received so far.
     pub fn firing(&self) -> Vec<(String, String)> {
         let Ok(received) = self.received.lock() else {
             return Vec::new();
         };
         received
             .iter()
-            .flat_map(|p| p["alerts"].as_array().cloned().unwrap_or_default())
-            .filter(|a| a["status"] == "firing")
-            .map(|a| {
-                let l = &a["labels"];
-                (
-                    l["alertname"].as_str().unwrap_or_default().to_string(),
-                    l["instance"].as_str().unwrap_or_default().to_string(),
-                )
-            })
+            .flat_map(alerts)
+            .filter(|a| a.status == "firing")
+            .map(|a| (a.name, a.instance))
             .collect()
     }
 }
 
-/// Reads one HTTP/1.1 request with a `content-length` body (at most 1 MiB).
-async fn read_request_body(sock: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            while buf.len() < end + 4 + len && buf.len() < 1 << 20 {
-                let n = sock.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
+/// The alerts of one Alertmanager payload.
+fn alerts(payload: &serde_json::Value) -> Vec<Alert> {
+    payload["alerts"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            Alert {
+                status: text(&a["status"]),
+                name: text(&a["labels"]["alertname"]),
+                instance: text(&a["labels"]["instance"]),
             }
-            return Some(buf[end + 4..].to_vec());
-        }
-        if buf.len() > 1 << 20 {
-            return None;
-        }
+        })
+        .collect()
+}
+
+async fn receive(
+    axum::extract::State(hook): axum::extract::State<Webhook>,
+    axum::Json(payload): axum::Json<serde_json::Value>,
+) -> &'static str {
+    for alert in alerts(&payload) {
+        // Nobody listening is fine.
+        let _ = hook.arrivals.send(alert);
     }
+    if let Ok(mut received) = hook.received.lock() {
+        if received.len() >= KEEP_PAYLOADS {
+            received.remove(0);
+        }
+        received.push(payload);
+    }
+    "ok"
+}
+
+async fn show(
+    axum::extract::State(hook): axum::extract::State<Webhook>,
+) -> axum::Json<serde_json::Value> {
+    let received = hook.received.lock().map(|r| r.clone()).unwrap_or_default();
+    axum::Json(serde_json::Value::Array(received))
 }
 
 /// A running Alertmanager delivering every alert to a webhook quickly.
@@ -176,6 +191,42 @@ pub fn prometheus_config(rules: &Path, targets: &[u16], alertmanager_port: u16) 
 }
 
 impl Prometheus {
+    /// How many scrape targets Prometheus reached at its last scrape (`up == 1`): an alert
+    /// test means nothing until every replica is scraped.
+    pub async fn targets_up(&self) -> Result<usize> {
+        let url = format!("http://127.0.0.1:{}/api/v1/query?query=up", self.port);
+        let body = reqwest::get(&url)
+            .await
+            .with_context(|| format!("querying {url}"))?
+            .bytes()
+            .await
+            .with_context(|| format!("reading the answer of {url}"))?;
+        let answer: serde_json::Value = serde_json::from_slice(&body)
+            .with_context(|| format!("the answer of {url} is not JSON"))?;
+        Ok(answer["data"]["result"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|series| series["value"][1] == "1")
+            .count())
+    }
+
+    /// Waits until every one of `targets` scrape targets is up, at most `deadline`.
+    pub async fn wait_targets_up(&self, targets: usize, deadline: Duration) -> Result<()> {
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            let up = self.targets_up().await.unwrap_or(0);
+            if up >= targets {
+                return Ok(());
+            }
+            if std::time::Instant::now() > until {
+                anyhow::bail!("Prometheus scrapes {up} of {targets} targets after {deadline:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Starts Prometheus; `for_override` shortens every rule's `for:` (tests only).
     pub async fn start(
         targets: &[u16],

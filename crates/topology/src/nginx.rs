@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::process::{Proc, find_binary, free_port, wait_tcp};
+use testkit::process::{Proc, find_binary, free_port, wait_tcp};
 
 /// How long nginx takes a replica out of rotation after one failed attempt (`fail_timeout`).
 /// Open-source nginx has no active health checks and no API to ask whether a server is back,

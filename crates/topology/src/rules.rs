@@ -48,7 +48,13 @@ pub fn from_chart(sets: &[&str]) -> Result<String> {
     for s in sets {
         cmd.args(["--set", s]);
     }
-    let out = cmd.output().context("running helm template")?;
+    let out = match cmd.output() {
+        Ok(out) => out,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => bail!(
+            "helm is missing: it renders the alert rules from the chart. Install it into .tools/bin with `bash scripts/install-tools` (from the repository root), or put helm v3+ on PATH"
+        ),
+        Err(error) => return Err(error).context("running helm template"),
+    };
     if !out.status.success() {
         bail!(
             "helm template failed: {}",

@@ -7,9 +7,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::monitoring::{Alertmanager, Prometheus, Webhook};
 use crate::nginx::Nginx;
-use crate::process::free_port;
-use crate::redis::Redis;
 use crate::replica::{Replica, ReplicaSpec};
+use testkit::process::free_port;
+use testkit::redis::Redis;
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -58,7 +58,8 @@ pub struct Topology {
     pub replicas: Vec<Option<Replica>>,
     /// The shared store.
     pub redis: Redis,
-    ports: Vec<u16>,
+    /// (public, management) port of each replica.
+    ports: Vec<(u16, u16)>,
     options: Options,
 }
 
@@ -67,13 +68,14 @@ impl Topology {
     pub async fn start(options: Options) -> Result<Self> {
         let redis = Redis::start()?;
         let ports = (0..options.replicas)
-            .map(|_| free_port())
+            .map(|_| Ok((free_port()?, free_port()?)))
             .collect::<Result<Vec<_>>>()?;
         let mut replicas = Vec::new();
-        for (i, port) in ports.iter().enumerate() {
+        for (i, (port, management)) in ports.iter().enumerate() {
             replicas.push(Some(Replica::start(
                 spec(&options, &redis, i),
-                Some(*port),
+                *port,
+                *management,
             )?));
         }
         for r in replicas.iter().flatten() {
@@ -81,13 +83,18 @@ impl Topology {
                 .await
                 .with_context(|| r.proc.output())?;
         }
-        let nginx = Nginx::start(&ports)?;
+        let public: Vec<u16> = ports.iter().map(|p| p.0).collect();
+        let management: Vec<u16> = ports.iter().map(|p| p.1).collect();
+        let nginx = Nginx::start(&public)?;
         let monitoring = if options.monitoring {
             let webhook = Webhook::start().await?;
             let alertmanager = Alertmanager::start(webhook.port).await?;
-            let prometheus =
-                Prometheus::start(&ports, alertmanager.port, options.for_override.as_deref())
-                    .await?;
+            let prometheus = Prometheus::start(
+                &management,
+                alertmanager.port,
+                options.for_override.as_deref(),
+            )
+            .await?;
             Some(Monitoring {
                 prometheus,
                 alertmanager,
@@ -131,8 +138,8 @@ impl Topology {
     /// Starts replica `i` again on its port and waits until it is ready; returns the time.
     pub async fn start_replica(&mut self, i: usize) -> Result<Duration> {
         let started = Instant::now();
-        let port = *self.ports.get(i).context("no such replica")?;
-        let r = Replica::start(spec(&self.options, &self.redis, i), Some(port))?;
+        let (port, management) = *self.ports.get(i).context("no such replica")?;
+        let r = Replica::start(spec(&self.options, &self.redis, i), port, management)?;
         r.wait_ready(Duration::from_secs(30))
             .await
             .with_context(|| r.proc.output())?;
@@ -169,10 +176,11 @@ impl Topology {
         let mut out = format!("nginx (gateway): {}/counter\n", self.nginx.base_url());
         for r in self.replicas.iter().flatten() {
             out.push_str(&format!(
-                "{} (pid {}): {}/counter\n",
+                "{} (pid {}): {}/counter, {}/metrics\n",
                 r.spec.instance,
                 r.proc.pid().unwrap_or_default(),
-                r.base_url()
+                r.base_url(),
+                r.management_url()
             ));
         }
         out.push_str(&format!("redis: {}\n", self.redis.url()));

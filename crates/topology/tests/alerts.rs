@@ -38,7 +38,16 @@ fn light_load(max: Duration) -> Load {
 async fn a_replica_with_slow_even_requests_raises_an_alert_that_reaches_the_webhook() {
     let topo = Topology::start(options(true)).await.unwrap();
     let monitoring = topo.monitoring.as_ref().unwrap();
-    let faulty = format!("127.0.0.1:{}", topo.replicas[0].as_ref().unwrap().port);
+    // Prometheus scrapes the management port, so that is the `instance` label.
+    let faulty = format!(
+        "127.0.0.1:{}",
+        topo.replicas[0].as_ref().unwrap().management_port
+    );
+    monitoring
+        .prometheus
+        .wait_targets_up(3, Duration::from_secs(30))
+        .await
+        .unwrap();
     let load = light_load(Duration::from_secs(90))
         .start(&topo.url("/counter"))
         .unwrap();
@@ -79,6 +88,12 @@ async fn a_replica_with_slow_even_requests_raises_an_alert_that_reaches_the_webh
 async fn a_healthy_topology_under_load_raises_no_alert() {
     let topo = Topology::start(options(false)).await.unwrap();
     let monitoring = topo.monitoring.as_ref().unwrap();
+    // Quiet means something only while every replica is scraped.
+    monitoring
+        .prometheus
+        .wait_targets_up(3, Duration::from_secs(30))
+        .await
+        .unwrap();
     // 20 s: 20 scrapes and evaluations, four times the shortened `for:`, plus Alertmanager's
     // 1 s group wait; an alert that would fire has had time to reach the webhook.
     let load = light_load(Duration::from_secs(20))
@@ -95,4 +110,9 @@ async fn a_healthy_topology_under_load_raises_no_alert() {
     }
     let outcomes = load.stop().await;
     assert!(outcomes.iter().all(|o| o.status == Some(200)));
+    assert_eq!(
+        monitoring.prometheus.targets_up().await.unwrap(),
+        3,
+        "a replica stopped being scraped during the quiet period"
+    );
 }

@@ -21,17 +21,26 @@ async fn a_killed_replica_fails_at_most_its_in_flight_requests_and_duplicates_no
     }
     .start(&topo.url("/counter"))
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await; // steady load before the kill
+    // Steady load before the kill.
+    load.wait_for_answers(100, Duration::from_secs(30))
+        .await
+        .unwrap();
     let killed_at = Instant::now();
     topo.signal_replica(1, "KILL").unwrap();
     topo.wait_replica_exit(1, Duration::from_secs(10)).unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await; // load continues on the survivors
+    // The load goes on, on the survivors.
+    load.wait_for_answers(200, Duration::from_secs(30))
+        .await
+        .unwrap();
     let recovery = topo.start_replica(1).await.unwrap();
     eprintln!(
         "replica-2 replaced and ready {recovery:?} after the restart began ({:?} after the kill)",
         killed_at.elapsed()
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Load on the replaced replica too.
+    load.wait_for_answers(100, Duration::from_secs(30))
+        .await
+        .unwrap();
     let outcomes = load.stop().await;
     let failed: Vec<_> = outcomes.iter().filter(|o| o.status != Some(200)).collect();
     let values = sorted_values(&outcomes);

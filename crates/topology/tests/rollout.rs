@@ -18,7 +18,10 @@ async fn a_rolling_restart_under_load_fails_no_request_and_loses_no_value() {
     }
     .start(&topo.url("/counter"))
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await; // steady load before the first restart
+    // Steady load before the first restart.
+    load.wait_for_answers(100, Duration::from_secs(30))
+        .await
+        .unwrap();
     let started = Instant::now();
     for (i, (exit, ready)) in topo.rolling_restart().await.unwrap().iter().enumerate() {
         eprintln!(
@@ -27,7 +30,10 @@ async fn a_rolling_restart_under_load_fails_no_request_and_loses_no_value() {
         );
     }
     let rollout = started.elapsed();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Load on the new replicas too.
+    load.wait_for_answers(100, Duration::from_secs(30))
+        .await
+        .unwrap();
     let outcomes = load.stop().await;
     let failed: Vec<_> = outcomes.iter().filter(|o| o.status != Some(200)).collect();
     let values = sorted_values(&outcomes);

@@ -2,7 +2,7 @@
 //!
 //! Two backends behind one type: [`memory`] (an in-process atomic, the zero-setup default)
 //! and [`redis`] (atomic `INCR` on one key, so every replica shares one gap-free sequence).
-//! [`Store`] times every call and counts failures in the metrics, whatever the backend.
+//! [`Store`] times every call (the `ping` operation label is the readiness check) and counts failures in the metrics, whatever the backend.
 
 pub mod memory;
 pub mod redis;
@@ -21,8 +21,9 @@ pub enum StoreError {
     /// The backend could not be reached or did not answer in time.
     #[error("counter store unavailable: {0}")]
     Unavailable(String),
-    /// The backend answered something that is not a counter.
-    #[error("counter store returned an unusable value: {0}")]
+    /// The backend holds something that is not a counter: a data problem that waiting does not
+    /// fix.
+    #[error("counter store holds an invalid counter: {0}")]
     Corrupt(String),
 }
 
@@ -106,33 +107,13 @@ impl Store {
 
     /// Increments the counter once and returns the new value.
     pub async fn increment(&self) -> Result<u64> {
-        match self.increment_now() {
-            Some(result) => result,
-            None => {
-                let started = Instant::now();
-                let result = match &self.backend {
-                    Backend::Redis(r) => r.increment().await,
-                    // Answered by `increment_now` above; spelled out to keep the match total.
-                    Backend::Memory(m) => Ok(m.increment()),
-                };
-                self.increment.record(started, result.is_ok());
-                result
-            }
-        }
-    }
-
-    /// [`Store::increment`] without waiting, for a store that never has to: `Some` with the
-    /// result for the memory store, `None` (and nothing done) for Redis. Lets the handler
-    /// answer a memory-store request without an `async` block (a heap-allocated future per
-    /// request otherwise).
-    pub fn increment_now(&self) -> Option<Result<u64>> {
-        let Backend::Memory(m) = &self.backend else {
-            return None;
-        };
         let started = Instant::now();
-        let value = m.increment();
-        self.increment.record(started, true);
-        Some(Ok(value))
+        let result = match &self.backend {
+            Backend::Memory(m) => Ok(m.increment()),
+            Backend::Redis(r) => r.increment().await,
+        };
+        self.increment.record(started, result.is_ok());
+        result
     }
 
     /// Sets the counter back to zero.
@@ -149,12 +130,12 @@ impl Store {
         result
     }
 
-    /// Checks that the store can serve.
-    pub async fn ping(&self) -> Result<()> {
+    /// Checks that the store can serve: reachable, and holding a usable counter.
+    pub async fn check(&self) -> Result<()> {
         let started = Instant::now();
         let result = match &self.backend {
             Backend::Memory(_) => Ok(()),
-            Backend::Redis(r) => r.ping().await,
+            Backend::Redis(r) => r.check().await,
         };
         self.ping.record(started, result.is_ok());
         result

@@ -64,19 +64,28 @@ impl RedisStore {
         Ok(())
     }
 
-    /// `PING`.
-    pub async fn ping(&self) -> Result<()> {
-        let _: String = self.call(&mut redis::cmd("PING")).await?;
-        Ok(())
+    /// Readiness: `GET key` proves that Redis answers and that the counter can be incremented:
+    /// the key is absent or holds a whole number (anything else makes every `INCR` fail).
+    pub async fn check(&self) -> Result<()> {
+        let value: Option<Vec<u8>> = self.call(redis::cmd("GET").arg(&self.key)).await?;
+        match value {
+            None => Ok(()),
+            Some(bytes) if std::str::from_utf8(&bytes).is_ok_and(|s| s.parse::<u64>().is_ok()) => {
+                Ok(())
+            }
+            Some(bytes) => Err(StoreError::Corrupt(format!(
+                "the counter key {:?} holds {} bytes that are not a whole number",
+                self.key,
+                bytes.len()
+            ))),
+        }
     }
 
     async fn call<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if e.kind() == redis::ErrorKind::Parse => {
-                Err(StoreError::Corrupt(e.to_string()))
-            }
+            Ok(Err(e)) if is_data_error(&e) => Err(StoreError::Corrupt(e.to_string())),
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no answer within {}ms",
@@ -84,4 +93,14 @@ impl RedisStore {
             ))),
         }
     }
+}
+
+/// Errors that say the key's content is wrong, not that Redis is unreachable: retrying or
+/// waiting does not help, someone must repair or delete the key.
+fn is_data_error(error: &redis::RedisError) -> bool {
+    matches!(
+        error.kind(),
+        redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
+    ) || error.code() == Some("WRONGTYPE")
+        || error.to_string().contains("not an integer")
 }

@@ -17,31 +17,48 @@ pub enum AppError {
     /// Missing or wrong admin credentials.
     #[error("unauthorized")]
     Unauthorized,
+    /// The client sent too many admin requests recently.
+    #[error("too many requests")]
+    RateLimited,
     /// The request is understood but its content is not acceptable.
     #[error("bad request: {0}")]
     BadRequest(String),
     /// The request body is longer than the endpoint accepts.
     #[error("request body too large")]
     TooLarge,
+    /// The request body did not arrive in time.
+    #[error("request body timed out")]
+    BodyTimeout,
     /// Something failed that the client cannot fix.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
+fn text(status: StatusCode, body: &'static str) -> Response {
+    (status, body).into_response()
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
-            AppError::Store(error) => {
+            AppError::Store(StoreError::Unavailable(error)) => {
                 tracing::warn!(%error, "store call failed");
                 let mut response =
-                    (StatusCode::SERVICE_UNAVAILABLE, "counter store unavailable").into_response();
+                    text(StatusCode::SERVICE_UNAVAILABLE, "counter store unavailable");
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 response
             }
+            AppError::Store(StoreError::Corrupt(error)) => {
+                tracing::error!(%error, "the counter store holds an invalid counter");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the counter store holds an invalid counter value",
+                )
+            }
             AppError::Unauthorized => {
-                let mut response = (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+                let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized");
                 let headers = response.headers_mut();
                 headers.append(
                     header::WWW_AUTHENTICATE,
@@ -53,13 +70,19 @@ impl IntoResponse for AppError {
                 );
                 response
             }
-            AppError::BadRequest(message) => (StatusCode::BAD_REQUEST, message).into_response(),
-            AppError::TooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response()
+            AppError::RateLimited => {
+                let mut response = text(StatusCode::TOO_MANY_REQUESTS, "too many admin requests");
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
             }
+            AppError::BadRequest(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+            AppError::TooLarge => text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            AppError::BodyTimeout => text(StatusCode::REQUEST_TIMEOUT, "request body timed out"),
             AppError::Internal(error) => {
                 tracing::error!(%error, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+                text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
         }
     }

@@ -1,5 +1,6 @@
-//! Child processes owned by the harness: free ports, spawning with captured output, signals by
-//! PID, and a drop guard that kills the process so nothing outlives a failed test.
+//! Child processes owned by the harness: spawning with captured output, signals by PID, and a
+//! drop guard that kills the process so nothing outlives a failed test; polling helpers with
+//! deadlines; free ports, for third-party servers that cannot bind port 0 and report it.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// A free TCP port on 127.0.0.1 (bound, then released for a child process to take).
+/// A free TCP port on 127.0.0.1 (bound, then released for a child process to take). Only for
+/// servers that cannot bind port 0 and report the port (redis-server, nginx); another process
+/// may take it in between, which their start-up then reports.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")
         .context("binding a free port")?
@@ -54,6 +57,8 @@ pub struct Proc {
     pub name: String,
     child: Option<Child>,
     output: Arc<Mutex<String>>,
+    /// The threads copying stdout and stderr into `output`; they end when the pipes close.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Proc {
@@ -76,9 +81,10 @@ impl Proc {
                 .take()
                 .map(|s| Box::new(s) as Box<dyn Read + Send>),
         ];
+        let mut readers = Vec::new();
         for stream in streams.into_iter().flatten() {
             let output = output.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Ok(mut out) = output.lock() {
                         // Keep memory bounded: the tail is what explains a failure.
@@ -93,12 +99,13 @@ impl Proc {
                         out.push('\n');
                     }
                 }
-            });
+            }));
         }
         Ok(Self {
             name: name.to_string(),
             child: Some(child),
             output,
+            readers,
         })
     }
 
@@ -124,6 +131,10 @@ impl Proc {
         loop {
             if let Some(status) = child.try_wait()? {
                 self.child = None;
+                // Everything the process wrote is in `output` once its pipes are drained.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return Ok(status);
             }
             if Instant::now() > until {
@@ -141,6 +152,20 @@ impl Proc {
     /// Everything the process printed so far (the tail, if it printed a lot).
     pub fn output(&self) -> String {
         self.output.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    /// Waits until the output contains `needle`, at most `deadline`; whether it did.
+    pub fn wait_for_output(&self, needle: &str, deadline: Duration) -> bool {
+        let until = Instant::now() + deadline;
+        loop {
+            if self.output().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Kills the process (SIGKILL) and reaps it.
@@ -170,7 +195,7 @@ pub fn signal_pid(pid: u32, signal: &str) -> Result<()> {
     Ok(())
 }
 
-/// The first existing path among `candidates`, or an error naming the Debian package.
+/// The first existing path among `candidates`, or an error saying how to install it.
 pub fn find_binary(candidates: &[&str], package: &str) -> Result<std::path::PathBuf> {
     candidates
         .iter()
@@ -178,6 +203,11 @@ pub fn find_binary(candidates: &[&str], package: &str) -> Result<std::path::Path
         .find(|p| p.exists())
         .map(Path::to_path_buf)
         .with_context(|| {
-            format!("none of {candidates:?} exists: install the Debian package {package}")
+            format!(
+                "{} is missing (looked at {candidates:?}): install the Debian package with `sudo apt-get install {package}` (bash .ci/run installs every test dependency)",
+                Path::new(candidates.first().copied().unwrap_or(package))
+                    .file_name()
+                    .map_or(package.into(), |n| n.to_string_lossy())
+            )
         })
 }

@@ -75,4 +75,10 @@ impl Redis {
     pub fn start_again(&mut self) -> Result<()> {
         self.launch()
     }
+
+    /// [`Redis::stop`], then [`Redis::start_again`].
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.start_again()
+    }
 }

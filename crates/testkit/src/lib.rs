@@ -1,0 +1,19 @@
+//! The workspace's one test harness: real processes on 127.0.0.1, for the tests of every crate
+//! and for the local topology.
+//!
+//! # Layout
+//! - [`process`]: child processes with captured output, signals by PID, a drop guard that kills
+//!   the process even when a test fails, and polling helpers with deadlines.
+//! - [`metrics_app`]: the real `metrics-app` binary, started on port 0 for both listeners; the
+//!   ports it got are read back from its `listening` log lines.
+//! - [`redis`]: `redis-server` with AOF (`appendfsync always`) in a temp dir.
+//! - [`http`]: an HTTP client that never hangs for long, and `Counter value: N` parsing.
+
+pub mod http;
+pub mod metrics_app;
+pub mod process;
+pub mod redis;
+
+pub use metrics_app::{MetricsApp, PASSWORD};
+pub use process::Proc;
+pub use redis::Redis;
