@@ -21,19 +21,57 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels on every object. */}}
-{{- define "metrics-app.labels" -}}
+{{/* Labels on every object of the release, whichever component it belongs to. */}}
+{{- define "metrics-app.commonLabels" -}}
 helm.sh/chart: {{ include "metrics-app.chart" . }}
-{{ include "metrics-app.selectorLabels" . }}
-app.kubernetes.io/version: {{ include "metrics-app.imageTag" . | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: metrics-app
 {{- end }}
 
-{{/* Labels that select the metrics-app pods (immutable once deployed). */}}
+{{/* Labels on the app's objects (the server). */}}
+{{- define "metrics-app.labels" -}}
+{{ include "metrics-app.commonLabels" . }}
+{{ include "metrics-app.selectorLabels" . }}
+app.kubernetes.io/version: {{ include "metrics-app.imageTag" . | quote }}
+{{- end }}
+
+{{/*
+Labels that select the app's pods (immutable once deployed). The component label keeps every
+selector of the app (Service, NetworkPolicy, PDB, HPA pod set, ServiceMonitor) off the Valkey
+and helm-test pods, whose labels would otherwise be a superset of these.
+*/}}
 {{- define "metrics-app.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "metrics-app.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: server
+{{- end }}
+
+{{/* Labels that select the bundled Valkey pod: its own name, so no app selector matches it. */}}
+{{- define "metrics-app.redisSelectorLabels" -}}
+app.kubernetes.io/name: valkey
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: store
+{{- end }}
+
+{{/* Labels on the Valkey objects. */}}
+{{- define "metrics-app.redisLabels" -}}
+{{ include "metrics-app.commonLabels" . }}
+{{ include "metrics-app.redisSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.redis.image.tag | quote }}
+{{- end }}
+
+{{/* The container image: repository@digest when a digest is set, else repository:tag. */}}
+{{- define "metrics-app.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (include "metrics-app.imageTag" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Pods that run at the least: the PDB exists only when this exceeds 1. */}}
+{{- define "metrics-app.minPods" -}}
+{{- if .Values.autoscaling.enabled }}{{ .Values.autoscaling.minReplicas | int }}{{ else }}{{ .Values.replicaCount | int }}{{ end }}
 {{- end }}
 
 {{- define "metrics-app.serviceAccountName" -}}
@@ -105,6 +143,15 @@ deployment.yaml so that every install, template and lint runs it.
 {{- end }}
 {{- if and (eq .Values.app.store "memory") (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) }}
 {{- fail "metrics-app: with app.store=memory every replica would count on its own (duplicate and out-of-order values); use replicaCount=1 without autoscaling, or app.store=redis with redis.enabled=true or app.redisUrl" }}
+{{- end }}
+{{- if and .Values.redis.enabled (ne .Values.app.store "redis") }}
+{{- fail "metrics-app: redis.enabled=true deploys a Valkey that nothing would use with app.store=memory; set app.store=redis to share the counter through it, or redis.enabled=false" }}
+{{- end }}
+{{- $minPods := include "metrics-app.minPods" . | int }}
+{{- if and .Values.podDisruptionBudget.enabled (gt $minPods 1) (not (kindIs "string" .Values.podDisruptionBudget.minAvailable)) }}
+{{- if ge (int .Values.podDisruptionBudget.minAvailable) $minPods }}
+{{- fail (printf "metrics-app: podDisruptionBudget.minAvailable (%d) must be below the pod count (%d), or no pod can ever be evicted and node drains hang" (int .Values.podDisruptionBudget.minAvailable) $minPods) }}
+{{- end }}
 {{- end }}
 {{- if and (eq .Values.app.store "redis") (not .Values.redis.enabled) (not .Values.app.redisUrl) }}
 {{- fail "metrics-app: app.store=redis needs redis.enabled=true or app.redisUrl" }}
