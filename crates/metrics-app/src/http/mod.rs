@@ -4,10 +4,10 @@
 //! - [`management_router`]: `/healthz`, `/readyz` and `/metrics`, on the management listener,
 //!   so that probes and scrapes never queue behind public traffic.
 //!
-//! Every request on either goes through the same layers, outermost first: [`observe`]
-//! (metrics, access log, `X-Instance`), request id (an odd client id is dropped, a missing one
-//! generated, and the id echoed on the response), a single-`Host` check, and a deadline
-//! between pieces of a request body.
+//! Every request on either goes through the same layers, outermost first: `observe` (metrics,
+//! access log, `X-Instance`, request-id hygiene, the single-`Host` rule), request id (a missing
+//! one generated, the id echoed on the response), and a deadline between pieces of a request
+//! body.
 
 mod admin;
 mod counter;
@@ -20,21 +20,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post, put};
 use tower::ServiceBuilder;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::state::AppState;
-
-/// Route templates, which are also the `route` label of the metrics.
-pub(crate) const ROUTES: [&str; 7] = [
-    "/",
-    "/counter",
-    "/admin/counter/reset",
-    "/admin/log-level",
-    "/healthz",
-    "/readyz",
-    "/metrics",
-];
 
 /// The public application: the counter and the admin API.
 pub fn public_router(state: AppState, body_read_timeout: Duration) -> Router {
@@ -68,10 +57,8 @@ fn layered(router: Router<AppState>, state: AppState, body_read_timeout: Duratio
                     state.clone(),
                     observe::observe,
                 ))
-                .layer(axum::middleware::map_request(observe::drop_odd_request_id))
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(SetRequestIdLayer::x_request_id(observe::SequentialIds))
                 .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(axum::middleware::from_fn(observe::require_one_host))
                 .layer(RequestBodyTimeoutLayer::new(body_read_timeout)),
         )
         .with_state(state)
