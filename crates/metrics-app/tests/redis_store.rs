@@ -1,5 +1,6 @@
-//! The Redis store against a real `redis-server`: one gap-free sequence across instances, 503
-//! and failing readiness during an outage, and recovery without a duplicated value.
+//! The Redis store against a real `redis-server`: one gap-free sequence across instances in
+//! fewer round trips than requests (coalesced `INCRBY`), 503 and failing readiness during an
+//! outage, recovery without a duplicated value, and a corrupt counter key failing readiness.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -7,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, TestApp, client, counter_value, wait_until_ok};
+use common::{RedisServer, TestApp, client, counter_value, redis_cli, wait_until_ok};
 
 async fn spawn_on(redis: &RedisServer, instance: &str) -> TestApp {
     let url = redis.url();
@@ -63,6 +64,15 @@ async fn three_instances_on_one_redis_hand_out_one_gap_free_duplicate_free_seque
     assert_eq!(values.len(), 3 * 8 * 150);
     assert!(values.iter().copied().eq(1..=3600), "not exactly 1..=3600");
     assert_eq!(instances.len(), 3);
+    // Coalesced: 24 concurrent clients, fewer INCRBY round trips than requests.
+    let stats = redis_cli(&redis, &["INFO", "commandstats"]);
+    let calls: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_incrby:calls="))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no INCRBY in {stats}"));
+    assert!(calls < 3600, "{calls} INCRBY for 3600 requests");
+    eprintln!("{calls} INCRBY round trips for 3600 requests from 24 clients");
     for app in apps {
         app.stop().await;
     }
@@ -140,5 +150,35 @@ async fn a_redis_outage_gives_503_and_unready_then_counting_resumes_without_dupl
     );
     assert!(values[20..].windows(2).all(|w| w[1] == w[0] + 1));
     eprintln!("recovered {recovered_in:?} after the Redis restart");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_key_that_is_not_a_number_fails_readiness_naming_the_data_problem() {
+    let redis = RedisServer::start();
+    let app = spawn_on(&redis, "a").await;
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
+    redis_cli(&redis, &["SET", "metrics-app:counter", "not-a-number"]);
+    let http = client();
+    let counter = http.get(app.url("/counter")).send().await.unwrap();
+    assert_eq!(counter.status(), 500);
+    let body = counter.text().await.unwrap();
+    assert!(body.contains("invalid counter value"), "{body}");
+    let ready = http.get(app.mgmt("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let reason = ready.text().await.unwrap();
+    assert!(reason.contains("invalid counter value"), "{reason}");
+    // Repaired, it is ready again and counts on from the repaired value.
+    redis_cli(&redis, &["SET", "metrics-app:counter", "41"]);
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(5)).await;
+    let body = http
+        .get(app.url("/counter"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(counter_value(&body), 42);
     app.stop().await;
 }

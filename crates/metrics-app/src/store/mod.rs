@@ -1,9 +1,10 @@
 //! The counter store: where `/counter` values come from.
 //!
 //! Two backends behind one type: [`memory`] (an in-process atomic, the zero-setup default)
-//! and [`redis`] (atomic `INCR` on one key, so every replica shares one gap-free sequence).
+//! and [`redis`] (atomic `INCRBY` on one key, coalesced, so every replica shares one sequence).
 //! [`Store`] times every call (the `ping` operation label is the readiness check) and counts failures in the metrics, whatever the backend.
 
+mod coalesce;
 pub mod memory;
 pub mod redis;
 
@@ -16,7 +17,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use crate::metrics::{Metrics, StoreLabels};
 
 /// A store call that failed. The text is for logs only: clients get a generic message.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend could not be reached or did not answer in time.
     #[error("counter store unavailable: {0}")]

@@ -1,15 +1,18 @@
-//! The shared counter: atomic `INCR` on one Redis key.
+//! The shared counter: atomic `INCRBY` on one Redis key, coalesced ([`super::coalesce`]): one
+//! round trip serves every request that arrived while the previous one was in flight.
 //!
 //! A multiplexed [`ConnectionManager`] reconnects with exponential backoff by itself; every
 //! call is bounded by a timeout, so while Redis is down `/counter` fails fast with 503 instead
 //! of hanging, and it recovers without a restart. A command that times out after Redis ran it
-//! leaves a gap in the sequence but can never produce a duplicate: `INCR` hands out each value
-//! once, and nothing here retries an `INCR`.
+//! leaves a gap in the sequence but can never produce a duplicate: `INCRBY` hands out each value
+//! once, and nothing here retries one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::coalesce::{AddBy, Coalescer};
 use super::{Result, StoreError};
 use crate::secret::Secret;
 
@@ -18,8 +21,11 @@ pub const CALL_TIMEOUT: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// Counter in Redis.
-pub struct RedisStore {
+/// Counter in Redis, its increments coalesced.
+pub struct RedisStore(Coalescer<Arc<Redis>>);
+
+/// The connection and the key.
+pub struct Redis {
     /// Multiplexed, self-reconnecting connection shared by all requests.
     conn: ConnectionManager,
     /// The key holding the counter.
@@ -30,8 +36,21 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The connection info holds the URL, which may contain a password.
         f.debug_struct("RedisStore")
-            .field("key", &self.key)
+            .field("key", &self.0.backend().key)
             .finish_non_exhaustive()
+    }
+}
+
+impl AddBy for Arc<Redis> {
+    fn add_by(&self, k: u64) -> impl std::future::Future<Output = Result<u64>> + Send {
+        let store = self.clone();
+        async move {
+            let value: i64 = store
+                .call(redis::cmd("INCRBY").arg(&store.key).arg(k))
+                .await?;
+            u64::try_from(value)
+                .map_err(|_| StoreError::Corrupt(format!("INCRBY returned {value}")))
+        }
     }
 }
 
@@ -49,25 +68,26 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self { conn, key })
+        Ok(Self(Coalescer::new(Arc::new(Redis { conn, key }))))
     }
 
-    /// `INCR key`.
+    /// One increment, sent with the others that are waiting.
     pub async fn increment(&self) -> Result<u64> {
-        let value: i64 = self.call(redis::cmd("INCR").arg(&self.key)).await?;
-        u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("INCR returned {value}")))
+        self.0.increment().await
     }
 
     /// `SET key 0`.
     pub async fn reset(&self) -> Result<()> {
-        let _: () = self.call(redis::cmd("SET").arg(&self.key).arg(0)).await?;
+        let store = self.0.backend();
+        let _: () = store.call(redis::cmd("SET").arg(&store.key).arg(0)).await?;
         Ok(())
     }
 
     /// Readiness: `GET key` proves that Redis answers and that the counter can be incremented:
     /// the key is absent or holds a whole number (anything else makes every `INCR` fail).
     pub async fn check(&self) -> Result<()> {
-        let value: Option<Vec<u8>> = self.call(redis::cmd("GET").arg(&self.key)).await?;
+        let store = self.0.backend();
+        let value: Option<Vec<u8>> = store.call(redis::cmd("GET").arg(&store.key)).await?;
         match value {
             None => Ok(()),
             Some(bytes) if std::str::from_utf8(&bytes).is_ok_and(|s| s.parse::<u64>().is_ok()) => {
@@ -75,12 +95,14 @@ impl RedisStore {
             }
             Some(bytes) => Err(StoreError::Corrupt(format!(
                 "the counter key {:?} holds {} bytes that are not a whole number",
-                self.key,
+                store.key,
                 bytes.len()
             ))),
         }
     }
+}
 
+impl Redis {
     async fn call<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {

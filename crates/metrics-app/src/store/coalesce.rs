@@ -1,0 +1,247 @@
+//! Coalesced increments: while one increment of the shared counter is in flight, the requests
+//! that arrive wait together, and the next round trip is one `INCRBY k` whose range of values
+//! is handed out to those k requests. No timer: a lone request goes out at once, so batching
+//! costs nothing when there is nothing to batch, and under load one round trip serves many
+//! requests.
+//!
+//! Values stay unique: each batch's range comes from one atomic `INCRBY`. A request cancelled
+//! (client gone) after it joined a batch leaves its value unused — a gap in the sequence, never
+//! a duplicate. An error fails every request of its batch; the next batch tries again.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use super::{Result, StoreError};
+
+/// What the coalescer needs of the store: add `k` to the counter at once and return the new
+/// value (`INCRBY key k`).
+pub(crate) trait AddBy: Send + Sync + 'static {
+    /// Adds `k` and returns the counter's new value.
+    fn add_by(&self, k: u64) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Increments of one counter, batched while one is in flight.
+pub(crate) struct Coalescer<B> {
+    shared: Arc<Shared<B>>,
+}
+
+struct Shared<B> {
+    backend: B,
+    pending: Mutex<Pending>,
+}
+
+/// Requests waiting for the next batch, and whether a task is sending batches.
+#[derive(Default)]
+struct Pending {
+    waiting: Vec<oneshot::Sender<Result<u64>>>,
+    sending: bool,
+}
+
+impl<B: AddBy> Coalescer<B> {
+    pub(crate) fn new(backend: B) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                backend,
+                pending: Mutex::new(Pending::default()),
+            }),
+        }
+    }
+
+    /// The store, for its other operations.
+    pub(crate) fn backend(&self) -> &B {
+        &self.shared.backend
+    }
+
+    /// One increment: joins the next batch (starting the task that sends batches if none runs)
+    /// and returns this request's value.
+    pub(crate) async fn increment(&self) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut pending = self.shared.lock();
+            pending.waiting.push(tx);
+            !std::mem::replace(&mut pending.sending, true)
+        };
+        if start {
+            // A task of its own: the batch must complete even if the request that started it
+            // is cancelled.
+            tokio::spawn(send_batches(self.shared.clone()));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the increment was abandoned (the service is stopping)".into(),
+            ))
+        })
+    }
+}
+
+impl<B> Shared<B> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // Nothing panics while holding the lock; a poisoned one is still consistent.
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Sends one `INCRBY` per batch until no request is waiting.
+async fn send_batches<B: AddBy>(shared: Arc<Shared<B>>) {
+    loop {
+        let batch = {
+            let mut pending = shared.lock();
+            if pending.waiting.is_empty() {
+                pending.sending = false;
+                return;
+            }
+            std::mem::take(&mut pending.waiting)
+        };
+        let k = batch.len() as u64;
+        let result = shared.backend.add_by(k).await.and_then(|last| {
+            first_of_batch(last, k).ok_or_else(|| {
+                StoreError::Corrupt(format!("INCRBY {k} returned {last}, below the batch size"))
+            })
+        });
+        match result {
+            Ok(first) => {
+                for (tx, value) in batch.into_iter().zip(first..) {
+                    // A request that is gone leaves its value unused: a gap.
+                    let _ = tx.send(Ok(value));
+                }
+            }
+            Err(error) => {
+                for tx in batch {
+                    let _ = tx.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The first value of a batch of `k` whose last value is `last`.
+fn first_of_batch(last: u64, k: u64) -> Option<u64> {
+    (last >= k).then(|| last - k + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// A counter that takes a varying time to answer, and records every batch size.
+    #[derive(Default)]
+    struct Fake {
+        value: AtomicU64,
+        calls: AtomicUsize,
+        batches: Mutex<Vec<u64>>,
+        fail_next: std::sync::atomic::AtomicBool,
+    }
+
+    impl AddBy for Arc<Fake> {
+        fn add_by(&self, k: u64) -> impl Future<Output = Result<u64>> + Send {
+            let this = self.clone();
+            async move {
+                let call = this.calls.fetch_add(1, Ordering::SeqCst) as u64;
+                // Jitter (0–3 ms, varying by call) so arrivals interleave differently each time.
+                tokio::time::sleep(Duration::from_micros((call * 7919) % 3000)).await;
+                this.batches.lock().unwrap().push(k);
+                if this.fail_next.swap(false, Ordering::SeqCst) {
+                    return Err(StoreError::Unavailable("injected".into()));
+                }
+                Ok(this.value.fetch_add(k, Ordering::SeqCst) + k)
+            }
+        }
+    }
+
+    fn coalescer() -> (Arc<Coalescer<Arc<Fake>>>, Arc<Fake>) {
+        let fake = Arc::new(Fake::default());
+        (Arc::new(Coalescer::new(fake.clone())), fake)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_increments_get_every_value_once_in_fewer_round_trips() {
+        let (c, fake) = coalescer();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut values = Vec::new();
+                    for _ in 0..50 {
+                        values.push(c.increment().await.unwrap());
+                    }
+                    values
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort_unstable();
+        assert!(
+            all.iter().copied().eq(1..=3200),
+            "values are not exactly 1..=3200"
+        );
+        let calls = fake.calls.load(Ordering::SeqCst);
+        assert!(calls < 3200 / 4, "{calls} round trips for 3200 increments");
+        let batched: u64 = fake.batches.lock().unwrap().iter().sum();
+        assert_eq!(batched, 3200);
+    }
+
+    #[tokio::test]
+    async fn a_lone_request_is_one_round_trip_of_one() {
+        let (c, fake) = coalescer();
+        for expected in 1..=5 {
+            assert_eq!(c.increment().await.unwrap(), expected);
+        }
+        assert_eq!(*fake.batches.lock().unwrap(), vec![1; 5]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_error_fails_its_batch_only_and_the_next_batch_goes_on_where_it_left_off() {
+        let (c, fake) = coalescer();
+        assert_eq!(c.increment().await.unwrap(), 1);
+        fake.fail_next.store(true, Ordering::SeqCst);
+        assert!(c.increment().await.is_err());
+        assert_eq!(c.increment().await.unwrap(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn cancelled_requests_leave_gaps_never_duplicates() {
+        let (c, fake) = coalescer();
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.increment().await.unwrap() })
+            })
+            .collect();
+        // Cancel every third request, wherever it is.
+        let mut kept = Vec::new();
+        for (i, t) in tasks.into_iter().enumerate() {
+            if i % 3 == 0 {
+                t.abort();
+            } else {
+                kept.push(t);
+            }
+        }
+        let mut values = Vec::new();
+        for t in kept {
+            if let Ok(v) = t.await {
+                values.push(v);
+            }
+        }
+        let count = values.len();
+        values.sort_unstable();
+        values.dedup();
+        assert_eq!(values.len(), count, "a value was handed out twice");
+        let total = fake.value.load(Ordering::SeqCst);
+        assert!(values.iter().all(|v| (1..=total).contains(v)));
+    }
+
+    #[test]
+    fn a_batch_ends_at_the_value_redis_returned() {
+        assert_eq!(first_of_batch(10, 3), Some(8));
+        assert_eq!(first_of_batch(1, 1), Some(1));
+        assert_eq!(first_of_batch(2, 3), None);
+    }
+}
