@@ -16,8 +16,8 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 TARGET_REQUESTS=${TARGET_REQUESTS:-1000000}
 
-for tool in wrk taskset redis-server curl; do
-  command -v "$tool" >/dev/null || { echo "bench: $tool is required (Debian packages wrk, util-linux, redis-server, curl)" >&2; exit 2; }
+for tool in wrk taskset redis-server redis-cli curl; do
+  command -v "$tool" >/dev/null || { echo "bench: $tool is required (Debian packages wrk, util-linux, redis-server, redis-tools, curl)" >&2; exit 2; }
 done
 
 cargo build --release --locked -p metrics-app -p bench-baseline >&2
@@ -187,4 +187,8 @@ row 'metrics-app redis (default)' REDIS "$(vs_base REDIS)"
 echo
 echo "by CPU time per request (baseline / target, medians; best rounds): memory default $(ratio "$BASE_CPU" "$MEM_CPU") ($(ratio "$BASE_CPU_BEST" "$MEM_CPU_BEST")), access log on $(ratio "$BASE_CPU" "$LOGGED_CPU") ($(ratio "$BASE_CPU_BEST" "$LOGGED_CPU_BEST"))"
 echo "redis store vs memory store (both default): $(ratio "$REDIS_RPS" "$MEM_RPS") ($(ratio "$REDIS_BEST" "$MEM_BEST"))"
+# Redis round trips per /counter: INCRBY calls (coalesced increments) over the values handed out.
+INCRBY_CALLS=$(redis-cli -p "$REDIS_PORT" INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_incrby:calls=\([0-9]*\),.*/\1/p')
+REDIS_SERVED=$(redis-cli -p "$REDIS_PORT" GET metrics-app:counter | tr -d '\r')
+echo "redis commands per /counter at $CONNECTIONS connections: $(awk -v c="${INCRBY_CALLS:-0}" -v n="${REDIS_SERVED:-1}" 'BEGIN { printf "%.3f", c / n }') ($INCRBY_CALLS INCRBY for $REDIS_SERVED values)"
 echo "RSS of the memory-store server: start $(mib "$RSS_START"), after $SERVED_100K requests $(mib "$RSS_100K"), after $SERVED_1M requests $(mib "$RSS_1M"); growth 100k→1M: $(mib $((RSS_1M - RSS_100K)))"
