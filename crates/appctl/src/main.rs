@@ -1,16 +1,26 @@
 //! The `appctl` binary: parses the command line and dispatches to the library.
 //!
-//! Exit codes: 0 ok, 1 failed (or, for `diagnose`, findings), 2 usage error or missing
-//! prerequisite (or, for `diagnose`, target unreachable).
+//! Exit codes: [`EXIT_CODES`] (the platform commands' are in `appctl::platform::exit`).
 
 use std::process::ExitCode;
 
 use appctl::platform::{self, commands, load, runner::System};
 use clap::{Parser, Subcommand};
 
+/// The exit-code table shown by `appctl --help`; one code per cause in every subcommand.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ok (`up --dry-run` too, even when prerequisites are missing: it lists them)
+  1  failed while running: a step, a wait, an API call, a child process; `load` with failed
+     requests; `diagnose`: findings reported
+  2  usage or configuration error, or a missing prerequisite (docker, kind, kubectl, git):
+     nothing was changed; `diagnose`: target unreachable
+  3  no cluster: no kubeconfig, no kind-metrics-app context in it (run `appctl up` first),
+     or its API server does not answer (Docker stopped)";
+
 /// Bring the metrics-app platform up on a laptop, and diagnose a misbehaving app.
 #[derive(Debug, Parser)]
-#[command(name = "appctl", version, about)]
+#[command(name = "appctl", version, about, after_long_help = EXIT_CODES)]
 struct Cli {
     /// More detail (also: RUST_LOG).
     #[arg(long, short, global = true)]
@@ -47,7 +57,9 @@ async fn main() -> ExitCode {
     let filter = if cli.verbose {
         "appctl=debug,kube=debug"
     } else {
-        "warn"
+        // kube's client logs every failed request at ERROR; appctl reports them itself, with
+        // what it was doing, so that line would say the same thing twice.
+        "warn,kube_client::client::builder=off"
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -68,7 +80,13 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The whole chain, once: what was being done, then each cause.
             eprintln!("appctl: {e}");
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                eprintln!("  caused by: {c}");
+                cause = c.source();
+            }
             ExitCode::from(e.exit_code())
         }
     }

@@ -91,7 +91,7 @@ fn a_healthy_metrics_app_has_no_findings() {
         "--requests",
         "30",
         "--metrics",
-        &app.url("/metrics"),
+        &app.management_url("/metrics"),
     ]);
     assert_eq!(kinds(&report), Vec::<String>::new(), "{report:#}");
     assert_eq!(code, 0);
@@ -111,7 +111,7 @@ fn leak_fault_is_memory_growth_seen_by_process_and_metrics() {
         "--timeout",
         "5s",
         "--metrics",
-        &app.url("/metrics"),
+        &app.management_url("/metrics"),
     ]);
     assert_eq!(code, 1, "{report:#}");
     let m = finding(&report, "memory-growth");

@@ -1,6 +1,8 @@
-//! The platform commands as a user runs them: missing prerequisites, `--dry-run` against fake
-//! docker/kind/kubectl on PATH (the real git), `down` without a terminal, and `load` against
-//! the real metrics-app.
+//! The platform commands as a user runs them: missing prerequisites (nothing on PATH, HOME in
+//! an empty temp dir), `--dry-run` with and without the tools (fake docker/kind/kubectl on PATH
+//! that record their calls, the real git), no cluster, the exit codes, `down` without a
+//! terminal, the git push's password handling against a real git, and `load` against the real
+//! metrics-app.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -23,13 +25,23 @@ fn script(dir: &Path, name: &str, body: &str) {
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// appctl with nothing on PATH and HOME (so `~/.kube/config`) in an empty temp dir.
+fn bare(home: &Path) -> Command {
+    let mut c = appctl();
+    c.env("PATH", home.join("bin"))
+        .env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .env_remove("PASSWORD")
+        .stdin(Stdio::null());
+    c
+}
+
 #[test]
 fn up_without_the_tools_exits_2_naming_each_and_how_to_install_it() {
-    let empty = tempfile::tempdir().unwrap();
-    let out = appctl()
-        .args(["up", "--dry-run", "--root"])
+    let home = tempfile::tempdir().unwrap();
+    let out = bare(home.path())
+        .args(["up", "--root"])
         .arg(workspace_root())
-        .env("PATH", empty.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -43,6 +55,166 @@ fn up_without_the_tools_exits_2_naming_each_and_how_to_install_it() {
         assert!(err.contains(tool), "{err}");
     }
     assert!(err.contains("https://kind.sigs.k8s.io"), "{err}");
+    assert!(out.stdout.is_empty(), "no plan, nothing done");
+}
+
+#[test]
+fn up_dry_run_without_the_tools_prints_the_whole_plan_and_what_a_real_run_would_stop_on() {
+    let home = tempfile::tempdir().unwrap();
+    let out = bare(home.path())
+        .args(["up", "--dry-run", "--root"])
+        .arg(workspace_root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        " 1. run   create kind cluster metrics-app",
+        "build image metrics-app:<commit>",
+        "install ArgoCD v3.",
+        "apply root Application @ main",
+        "write PASSWORD into OpenBao",
+        "GET http://metrics-app.localtest.me/counter",
+    ] {
+        assert!(stdout.contains(step), "{step}:\n{stdout}");
+    }
+    let stop = stdout
+        .split("A real run would stop before step 1 (exit 2)")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the stoppers are listed:\n{stdout}"));
+    for tool in [
+        "docker: not found",
+        "kind: not found",
+        "kubectl: not found",
+        "git: not found",
+    ] {
+        assert!(stop.contains(tool), "{tool}:\n{stdout}");
+    }
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with("--dry-run: nothing was changed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn status_credentials_and_rollback_without_a_cluster_exit_3_and_say_to_run_up() {
+    let home = tempfile::tempdir().unwrap();
+    for cmd in [
+        &["status"][..],
+        &["credentials"],
+        &["rollback"],
+        &["status", "--output", "json"],
+    ] {
+        let out = bare(home.path()).args(cmd).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{cmd:?}: {err}");
+        let config = home.path().join(".kube/config");
+        assert!(
+            err.contains(&format!(
+                "no cluster found (kubeconfig {}: no such file): run `appctl up` first",
+                config.display()
+            )),
+            "{cmd:?}: {err}"
+        );
+        assert!(!err.contains("failed to read kubeconfig"), "{err}");
+    }
+}
+
+#[test]
+fn a_kubeconfig_without_the_kind_context_is_no_cluster_too() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("other-config");
+    std::fs::write(
+        &config,
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod\nclusters:\n- name: prod\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: prod\n  context:\n    cluster: prod\n    user: me\nusers:\n- name: me\n  user: {}\n",
+    )
+    .unwrap();
+    let out = bare(home.path())
+        .env("KUBECONFIG", &config)
+        .args(["rollback", "--to", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "no cluster found (kubeconfig {}: no context kind-metrics-app): run `appctl up` first",
+            config.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cluster_whose_api_server_does_not_answer_exits_3_too() {
+    // The context is there (kind made it) but nothing listens: Docker stopped, say.
+    let home = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let config = home.path().join("kind-config");
+    std::fs::write(
+        &config,
+        format!("apiVersion: v1\nkind: Config\ncurrent-context: kind-metrics-app\nclusters:\n- name: kind-metrics-app\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: kind-metrics-app\n  context:\n    cluster: kind-metrics-app\n    user: kind-metrics-app\nusers:\n- name: kind-metrics-app\n  user:\n    token: t\n"),
+    )
+    .unwrap();
+    let out = bare(home.path())
+        .env("KUBECONFIG", &config)
+        .arg("credentials")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cluster kind-metrics-app does not answer at https://127.0.0.1:{port}/"
+        )) && err.contains("caused by:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn down_yes_without_kind_exits_2_like_up() {
+    let home = tempfile::tempdir().unwrap();
+    let down = bare(home.path()).args(["down", "--yes"]).output().unwrap();
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert_eq!(down.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("missing prerequisites") && err.contains("kind: not found on PATH"),
+        "{err}"
+    );
+    let up = bare(home.path())
+        .args(["up", "--root"])
+        .arg(workspace_root())
+        .output()
+        .unwrap();
+    assert_eq!(up.status.code(), down.status.code(), "one code per cause");
+}
+
+#[test]
+fn help_shows_the_exit_code_table() {
+    let out = appctl().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    for line in [
+        "Exit codes:",
+        "  0  ok",
+        "  1  failed while running",
+        "  2  usage or configuration error, or a missing prerequisite",
+        "  3  no cluster",
+    ] {
+        assert!(help.contains(line), "{line}:\n{help}");
+    }
+    // clap's own usage errors use the same code as appctl's.
+    let bad = appctl().args(["up", "--timeout", "soon"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
 }
 
 #[test]
@@ -150,6 +322,30 @@ fn load_runs_for_its_duration_with_a_progress_line_and_a_summary() {
 }
 
 #[test]
+fn load_against_a_closed_port_says_the_requests_were_refused() {
+    let port = common::free_port();
+    let out = appctl()
+        .args([
+            "load",
+            &format!("http://127.0.0.1:{port}/counter"),
+            "--rate",
+            "20",
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("refused ×"), "summary: {stdout}");
+    assert!(
+        stderr.contains("requests failed: refused ×"),
+        "error: {stderr}"
+    );
+}
+
+#[test]
 fn load_rejects_bad_flags_with_exit_2() {
     for args in [
         vec!["load", "http://127.0.0.1:1/", "--rate", "0"],
@@ -164,4 +360,121 @@ fn load_rejects_bad_flags_with_exit_2() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Standard base64 (RFC 4648), for the expected `Authorization: Basic` value.
+fn base64(input: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A git smart-HTTP server that only asks for credentials: 401 with a Basic challenge until a
+/// request carries an `Authorization` other than `refuse` (curl first sends the URL's user
+/// with an empty password), which it records and refuses (403). Serves at most 10
+/// connections; returns the port and the recorded header.
+fn credential_catcher(refuse: String) -> (u16, std::thread::JoinHandle<Option<String>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        for conn in listener.incoming().take(10) {
+            let mut conn = conn.ok()?;
+            let mut reader = BufReader::new(conn.try_clone().ok()?);
+            let mut auth = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).ok()? == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("Authorization: ") {
+                    auth = Some(v.trim().to_string()).filter(|a| *a != refuse);
+                }
+            }
+            if auth.is_some() {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                return auth;
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"gitea\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+        None
+    });
+    (port, server)
+}
+
+#[test]
+fn git_push_authenticates_with_the_password_from_its_environment_and_never_shows_it() {
+    use appctl::platform::runner::{RunError, Runner, System};
+    use appctl::platform::up::{AskPass, git_push_command};
+
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new(which("git"))
+            .arg("-C")
+            .arg(repo.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+    };
+    git(&["init", "-q"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@localhost",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "x",
+    ]);
+    let (port, server) = credential_catcher(format!("Basic {}", base64(b"appctl:")));
+    let secret = "pw-9f8e7d-never-in-argv";
+    let askpass = AskPass::create().unwrap();
+    let cmd = git_push_command(
+        repo.path(),
+        &format!("http://127.0.0.1:{port}"),
+        &askpass.path(),
+        secret,
+    );
+    let err = System
+        .run_cmd(&cmd)
+        .expect_err("the server refuses the push");
+    let auth = server.join().unwrap();
+    assert_eq!(
+        auth.as_deref(),
+        Some(format!("Basic {}", base64(format!("appctl:{secret}").as_bytes())).as_str()),
+        "git sent the password it got from GIT_ASKPASS"
+    );
+    let RunError::Failed {
+        command, stderr, ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert!(
+        !command.contains(secret) && !stderr.contains(secret),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(secret));
 }

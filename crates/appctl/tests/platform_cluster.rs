@@ -1,6 +1,7 @@
 //! The platform's Kubernetes logic against a mocked API server (tower-test), in named
 //! scenarios: each scenario answers the requests appctl makes with recorded-style objects and
-//! checks both what appctl concluded and what it sent.
+//! checks both what appctl concluded and what it sent. Waits go through kube-runtime's
+//! watcher, so those scenarios answer a list, then a watch with a stream of events.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -40,25 +41,62 @@ async fn answer(handle: &mut Handle, method: &str, path: &str, body: Value) -> V
 fn app(name: &str, sync: &str, health: &str) -> Value {
     json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-        "metadata": {"name": name, "namespace": "argocd"},
+        "metadata": {"name": name, "namespace": "argocd", "resourceVersion": "7"},
         "spec": {},
         "status": {"sync": {"status": sync, "revision": "3f2a1c0"}, "health": {"status": health}}
     })
 }
 
 fn app_list(items: Vec<Value>) -> Value {
-    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationList", "metadata": {}, "items": items})
+    json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "ApplicationList",
+           "metadata": {"resourceVersion": "7"}, "items": items})
 }
 
 const APPS: &str = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications";
+
+/// Answers a watcher's initial list (a GET of `path` that is not a watch) with `list`.
+async fn answer_list(handle: &mut Handle, path: &str, list: Value) {
+    let (req, send) = handle.next_request().await.expect("the list");
+    assert_eq!(req.method(), "GET");
+    assert_eq!(req.uri().path(), path);
+    let query = req.uri().query().unwrap_or_default().to_string();
+    assert!(!query.contains("watch=true"), "a list first: {query}");
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(&list).unwrap()))
+            .unwrap(),
+    );
+}
+
+/// Answers the watch request that follows with `events` (`(type, object)`), one JSON line each.
+async fn answer_watch(handle: &mut Handle, path: &str, events: Vec<(&str, Value)>) {
+    let (req, send) = handle.next_request().await.expect("the watch");
+    assert_eq!(req.uri().path(), path);
+    let query = req.uri().query().unwrap_or_default().to_string();
+    assert!(query.contains("watch=true"), "then a watch: {query}");
+    let mut body = Vec::new();
+    for (kind, object) in events {
+        serde_json::to_writer(&mut body, &json!({"type": kind, "object": object})).unwrap();
+        body.push(b'\n');
+    }
+    send.send_response(Response::builder().body(Body::from(body)).unwrap());
+}
+
+/// Holds every further request unanswered (a watch on which nothing happens) until the client
+/// is dropped.
+async fn hold(mut handle: Handle) {
+    let mut pending = Vec::new();
+    while let Some(req) = handle.next_request().await {
+        pending.push(req);
+    }
+}
 
 #[tokio::test]
 async fn scenario_one_app_progressing_then_all_synced_and_healthy() {
     let (client, mut handle) = client();
     let server = tokio::spawn(async move {
-        answer(
+        answer_list(
             &mut handle,
-            "GET",
             APPS,
             app_list(vec![
                 app("traefik", "Synced", "Healthy"),
@@ -66,96 +104,373 @@ async fn scenario_one_app_progressing_then_all_synced_and_healthy() {
             ]),
         )
         .await;
-        answer(
+        answer_watch(
             &mut handle,
-            "GET",
             APPS,
-            app_list(vec![
-                app("traefik", "Synced", "Healthy"),
-                app("metrics-app", "Synced", "Degraded"),
-            ]),
+            vec![
+                ("MODIFIED", app("metrics-app", "Synced", "Degraded")),
+                ("MODIFIED", app("metrics-app", "Synced", "Healthy")),
+            ],
         )
         .await;
-        answer(
-            &mut handle,
-            "GET",
-            APPS,
-            app_list(vec![
-                app("traefik", "Synced", "Healthy"),
-                app("metrics-app", "Synced", "Healthy"),
-            ]),
-        )
-        .await;
+        hold(handle).await;
     });
     let mut seen = Vec::new();
-    let states = cluster::wait_synced(
-        &client,
-        Duration::from_secs(10),
-        Duration::from_millis(1),
-        |s| {
-            seen.push(s.iter().filter(|a| a.is_ready()).count());
-        },
-    )
+    let states = cluster::wait_synced(&client, Duration::from_secs(10), |s| {
+        seen.push(s.iter().filter(|a| a.is_ready()).count());
+    })
     .await
     .expect("becomes ready");
+    drop(client);
     server.await.unwrap();
     assert_eq!(states.len(), 2);
     assert_eq!(seen, vec![1, 1, 2], "progress is reported on every change");
 }
 
 #[tokio::test]
+async fn scenario_an_application_deleted_and_recreated_is_followed() {
+    let (client, mut handle) = client();
+    let server = tokio::spawn(async move {
+        answer_list(
+            &mut handle,
+            APPS,
+            app_list(vec![
+                app("root", "Synced", "Progressing"),
+                app("old", "OutOfSync", "Missing"),
+            ]),
+        )
+        .await;
+        answer_watch(
+            &mut handle,
+            APPS,
+            vec![
+                ("DELETED", app("old", "OutOfSync", "Missing")),
+                ("ADDED", app("metrics-app", "Synced", "Progressing")),
+                ("MODIFIED", app("metrics-app", "Synced", "Healthy")),
+                ("MODIFIED", app("root", "Synced", "Healthy")),
+            ],
+        )
+        .await;
+        hold(handle).await;
+    });
+    let mut names = Vec::new();
+    let states = cluster::wait_synced(&client, Duration::from_secs(10), |s| {
+        names.push(
+            s.iter()
+                .map(|a| a.name.clone())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    })
+    .await
+    .expect("becomes ready");
+    drop(client);
+    server.await.unwrap();
+    assert_eq!(
+        names,
+        [
+            "old,root",
+            "root",
+            "metrics-app,root",
+            "metrics-app,root",
+            "metrics-app,root"
+        ],
+        "a deleted Application no longer counts; a new one does"
+    );
+    assert!(states.iter().all(|a| a.is_ready()));
+}
+
+#[tokio::test]
 async fn scenario_degraded_until_the_timeout_names_the_laggard() {
     let (client, mut handle) = client();
     let server = tokio::spawn(async move {
-        // Answers as long as appctl asks; the test ends when the client gives up.
-        while let Some((_, send)) = handle.next_request().await {
-            let body = app_list(vec![app("metrics-app", "Synced", "Degraded")]);
-            send.send_response(
-                Response::builder()
-                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap(),
-            );
-        }
+        answer_list(
+            &mut handle,
+            APPS,
+            app_list(vec![app("metrics-app", "Synced", "Degraded")]),
+        )
+        .await;
+        hold(handle).await;
     });
-    let err = cluster::wait_synced(
-        &client,
-        Duration::from_millis(50),
-        Duration::from_millis(5),
-        |_| {},
-    )
-    .await
-    .expect_err("times out");
+    let err = cluster::wait_synced(&client, Duration::from_millis(300), |_| {})
+        .await
+        .expect_err("times out");
     let msg = err.to_string();
     assert!(
         msg.contains("timed out") && msg.contains("metrics-app (Synced/Degraded)"),
         "{msg}"
     );
     drop(client);
-    server.abort();
+    server.await.unwrap();
 }
 
 #[tokio::test]
 async fn scenario_no_application_yet_is_not_ready() {
     let (client, mut handle) = client();
     let server = tokio::spawn(async move {
-        while let Some((_, send)) = handle.next_request().await {
-            send.send_response(
-                Response::builder()
-                    .body(Body::from(serde_json::to_vec(&app_list(vec![])).unwrap()))
-                    .unwrap(),
-            );
-        }
+        answer_list(&mut handle, APPS, app_list(vec![])).await;
+        hold(handle).await;
     });
-    let err = cluster::wait_synced(
+    let err = cluster::wait_synced(&client, Duration::from_millis(300), |_| {})
+        .await
+        .expect_err("empty is not ready");
+    assert!(
+        err.to_string().contains("no Application exists yet"),
+        "{err}"
+    );
+    drop(client);
+    server.await.unwrap();
+}
+
+fn crd(established: &str) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "applications.argoproj.io", "resourceVersion": "3"},
+        "spec": {"group": "argoproj.io", "scope": "Namespaced",
+                 "names": {"kind": "Application", "plural": "applications"},
+                 "versions": [{"name": "v1alpha1", "served": true, "storage": true}]},
+        "status": {"conditions": [{"type": "Established", "status": established}]}
+    })
+}
+
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+
+#[tokio::test]
+async fn scenario_after_installing_argocd_the_application_crd_is_awaited_until_established() {
+    let (client, mut handle) = client();
+    let server = tokio::spawn(async move {
+        let (req, send) = handle.next_request().await.expect("the list");
+        assert_eq!(req.uri().path(), CRDS);
+        let query = req.uri().query().unwrap_or_default().to_string();
+        assert!(
+            query.contains("fieldSelector=metadata.name%3Dapplications.argoproj.io"),
+            "one object, by name: {query}"
+        );
+        let list = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinitionList",
+                          "metadata": {"resourceVersion": "3"}, "items": [crd("False")]});
+        send.send_response(
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&list).unwrap()))
+                .unwrap(),
+        );
+        answer_watch(&mut handle, CRDS, vec![("MODIFIED", crd("True"))]).await;
+        hold(handle).await;
+    });
+    cluster::wait_crd_established(&client, "applications.argoproj.io", Duration::from_secs(10))
+        .await
+        .expect("established");
+    drop(client);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn scenario_a_crd_that_never_becomes_established_times_out_naming_it() {
+    let (client, mut handle) = client();
+    let server = tokio::spawn(async move {
+        let list = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinitionList",
+                          "metadata": {"resourceVersion": "3"}, "items": [crd("False")]});
+        answer_list(&mut handle, CRDS, list).await;
+        hold(handle).await;
+    });
+    let err = cluster::wait_crd_established(
         &client,
-        Duration::from_millis(30),
-        Duration::from_millis(5),
-        |_| {},
+        "applications.argoproj.io",
+        Duration::from_millis(300),
     )
     .await
-    .expect_err("empty is not ready");
-    assert!(err.to_string().contains("no Application exists yet"));
-    server.abort();
+    .expect_err("never established");
+    assert!(
+        err.to_string()
+            .contains("CustomResourceDefinition applications.argoproj.io to be Established"),
+        "{err}"
+    );
+    drop(client);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn scenario_argocd_server_is_restarted_with_kube_rs_restart() {
+    let (client, mut handle) = client();
+    let path = "/apis/apps/v1/namespaces/argocd/deployments/argocd-server";
+    let server = tokio::spawn(async move {
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                                "metadata": {"name": "argocd-server", "namespace": "argocd"}});
+        let (req, send) = handle.next_request().await.expect("the restart");
+        assert_eq!(req.method(), "PATCH");
+        assert_eq!(req.uri().path(), path);
+        assert_eq!(
+            req.headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some("application/merge-patch+json")
+        );
+        let bytes = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        send.send_response(
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&deployment).unwrap()))
+                .unwrap(),
+        );
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    });
+    cluster::restart_deployment(&client, "argocd", "argocd-server")
+        .await
+        .expect("restarted");
+    let patch = server.await.unwrap();
+    let annotations = patch["spec"]["template"]["metadata"]["annotations"]
+        .as_object()
+        .expect("a pod template annotation");
+    assert_eq!(annotations.len(), 1, "{patch}");
+    let (key, at) = annotations.iter().next().unwrap();
+    assert!(key.ends_with("/restartedAt"), "{key}");
+    assert!(at.as_str().is_some_and(|t| t.starts_with("20")), "{at}");
+}
+
+fn pod(name: &str, uid: &str, ready: bool) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "openbao", "uid": uid, "resourceVersion": "5",
+                     "labels": {"app.kubernetes.io/name": "openbao"}},
+        "status": {"phase": "Running", "containerStatuses": [{
+            "name": "openbao", "ready": ready, "restartCount": 0, "image": "openbao", "imageID": "",
+            "state": {"running": {}}
+        }]}
+    })
+}
+
+const BAO_PODS: &str = "/api/v1/namespaces/openbao/pods";
+
+#[tokio::test]
+async fn scenario_a_pod_is_awaited_until_ready_by_watching() {
+    let (client, mut handle) = client();
+    let server = tokio::spawn(async move {
+        let (req, send) = handle.next_request().await.expect("the list");
+        let query = req.uri().query().unwrap_or_default().to_string();
+        assert!(
+            query.contains("labelSelector=app.kubernetes.io%2Fname%3Dopenbao"),
+            "{query}"
+        );
+        let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "5"},
+                          "items": [pod("openbao-0", "u1", false)]});
+        send.send_response(
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&list).unwrap()))
+                .unwrap(),
+        );
+        answer_watch(
+            &mut handle,
+            BAO_PODS,
+            vec![("MODIFIED", pod("openbao-0", "u1", true))],
+        )
+        .await;
+        hold(handle).await;
+    });
+    let name = cluster::running_pod(
+        &client,
+        "openbao",
+        "app.kubernetes.io/name=openbao",
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("ready");
+    drop(client);
+    server.await.unwrap();
+    assert_eq!(name, "openbao-0");
+}
+
+#[tokio::test]
+async fn scenario_replacing_openbao_deletes_its_pod_and_waits_for_a_new_ready_one() {
+    let (client, mut handle) = client();
+    let server = tokio::spawn(async move {
+        let list = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "5"},
+                          "items": [pod("openbao-0", "old", true)]});
+        answer(&mut handle, "GET", BAO_PODS, list.clone()).await;
+        answer(
+            &mut handle,
+            "DELETE",
+            &format!("{BAO_PODS}/openbao-0"),
+            pod("openbao-0", "old", true),
+        )
+        .await;
+        // The old pod is still listed, ready, while it terminates: it must not be picked.
+        answer_list(&mut handle, BAO_PODS, list).await;
+        answer_watch(
+            &mut handle,
+            BAO_PODS,
+            vec![
+                ("DELETED", pod("openbao-0", "old", true)),
+                ("ADDED", pod("openbao-0", "new", false)),
+                ("MODIFIED", pod("openbao-0", "new", true)),
+            ],
+        )
+        .await;
+        hold(handle).await;
+    });
+    let name = cluster::replace_pods(
+        &client,
+        "openbao",
+        "app.kubernetes.io/name=openbao",
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("replaced");
+    drop(client);
+    server.await.unwrap();
+    assert_eq!(name, "openbao-0");
+}
+
+#[tokio::test]
+async fn scenario_a_missing_secret_is_none_not_an_error() {
+    let (client, mut handle) = client();
+    let server = tokio::spawn(async move {
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert_eq!(
+            req.uri().path(),
+            "/api/v1/namespaces/gitops/secrets/git-server-admin"
+        );
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "NotFound", "code": 404, "message": "secrets \"git-server-admin\" not found"});
+        send.send_response(
+            Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                .unwrap(),
+        );
+    });
+    let v = cluster::secret_value_opt(&client, "gitops", "git-server-admin", "password")
+        .await
+        .expect("a 404 is an answer");
+    server.await.unwrap();
+    assert_eq!(v, None);
+}
+
+#[tokio::test]
+async fn scenario_an_api_error_names_the_call_and_keeps_its_cause() {
+    let (client, mut handle) = client();
+    let server = tokio::spawn(async move {
+        let (_, send) = handle.next_request().await.expect("a request");
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "Forbidden", "code": 403, "message": "secrets is forbidden"});
+        send.send_response(
+            Response::builder()
+                .status(StatusCode::FORBIDDEN)
+                .body(Body::from(serde_json::to_vec(&status).unwrap()))
+                .unwrap(),
+        );
+    });
+    let err = cluster::secret_value(&client, "argocd", "argocd-initial-admin-secret", "password")
+        .await
+        .expect_err("forbidden");
+    server.await.unwrap();
+    assert_eq!(
+        err.to_string(),
+        "Kubernetes API: get Secret argocd/argocd-initial-admin-secret"
+    );
+    let cause = std::error::Error::source(&err).expect("the cause is kept");
+    assert!(cause.to_string().contains("forbidden"), "{cause}");
+    assert_eq!(err.exit_code(), appctl::platform::exit::FAILED);
 }
 
 #[tokio::test]
@@ -334,4 +649,49 @@ async fn scenario_server_side_apply_discovers_the_kind_then_patches_with_appctl_
         .await
         .expect("applied");
     server.await.unwrap();
+}
+
+fn hpa(current: i32, desired: i32) -> Value {
+    json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "metrics-app", "namespace": "metrics-app", "resourceVersion": "9"},
+        "spec": {"minReplicas": 2, "maxReplicas": 6,
+                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "metrics-app"}},
+        "status": {"currentReplicas": current, "desiredReplicas": desired}
+    })
+}
+
+#[tokio::test]
+async fn scenario_load_watch_hpa_follows_the_hpa_as_it_scales() {
+    let (client, mut handle) = client();
+    let path = "/apis/autoscaling/v2/namespaces/metrics-app/horizontalpodautoscalers";
+    let server = tokio::spawn(async move {
+        let list = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscalerList",
+                          "metadata": {"resourceVersion": "9"}, "items": [hpa(2, 2)]});
+        answer_list(&mut handle, path, list).await;
+        answer_watch(
+            &mut handle,
+            path,
+            vec![("MODIFIED", hpa(2, 4)), ("MODIFIED", hpa(4, 4))],
+        )
+        .await;
+        hold(handle).await;
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch = cluster::watch_hpas(&client, "metrics-app", move |h| {
+        let _ = tx.send((h.current, h.desired, h.max));
+    });
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let next = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("an update in time")
+            .expect("the watch runs");
+        seen.push(next);
+    }
+    watch.abort();
+    let _ = watch.await;
+    drop(client);
+    server.await.unwrap();
+    assert_eq!(seen, [(2, 2, 6), (2, 4, 6), (4, 4, 6)]);
 }

@@ -1,201 +1,32 @@
 //! `appctl diagnose URL`: find out from the outside why an app misbehaves, and say so.
 //!
-//! Evidence comes from four places — the HTTP behaviour ([`probe`]), the local process when
-//! the target runs on this host ([`process`]), the Prometheus metrics ([`metrics`]) and the
-//! Kubernetes pods behind it ([`kube`]) — and is judged by pure analyses ([`latency`],
-//! [`errors`], [`counter`], put together by [`analysis`]) into ranked findings
-//! ([`model`]) rendered by [`report`].
+//! # Layout
+//! - [`args`]: the flags and their validation into a checked [`Config`].
+//! - [`collect`]: one collector per evidence source — HTTP probe, local process, metrics
+//!   endpoint, health endpoints and port.
+//! - [`kube`]: the Kubernetes evidence (discovery of the pods, their usage, findings).
+//! - [`analyze`]: pure analyses from evidence to findings.
+//! - [`model`]: samples and findings, shared by all of the above; [`report`] renders them as
+//!   text, JSON or Markdown, [`chart`] draws them (`--report FILE.svg|.html`).
 //!
 //! Exit codes: 0 healthy, 1 findings, 2 usage error or target unreachable.
 
-pub mod analysis;
-pub mod counter;
-pub mod errors;
+pub mod analyze;
+pub mod args;
+pub mod chart;
+pub mod collect;
 pub mod kube;
-pub mod kube_more;
-pub mod latency;
-pub mod metrics;
 pub mod model;
-pub mod probe;
-pub mod process;
 pub mod report;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use model::{Finding, Sample};
+pub use args::{Config, DiagnoseArgs, OutputFormat, UsageError, validate};
+use collect::{health, http, metrics, process, ramp};
+use model::{Finding, Kind, Sample};
 use report::{MetricsEvidence, ProbeInfo, Report, Verdict};
-
-/// Report formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    /// For people at a terminal.
-    Text,
-    /// Stable JSON (docs/diagnose.md).
-    Json,
-    /// A root-cause write-up for a ticket.
-    Markdown,
-}
-
-/// Flags of `appctl diagnose`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DiagnoseArgs {
-    /// URL to probe, e.g. http://metrics-app.localtest.me/counter
-    pub url: String,
-    /// Most requests to send (the probe stops earlier once the verdict is certain).
-    #[arg(long, default_value_t = 40)]
-    pub requests: usize,
-    /// Requests in flight at once; 1 keeps request order (and counter values) meaningful.
-    #[arg(long, default_value_t = 1)]
-    pub concurrency: usize,
-    /// Per-request timeout; a request slower than this is recorded as a timeout (evidence).
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub timeout: Duration,
-    /// Time limit for the whole probe.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
-    pub max_time: Duration,
-    /// Pause between requests (e.g. 500ms to watch a crash and the restart that follows).
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-    pub interval: Duration,
-    /// Send every request even when the verdict is already certain.
-    #[arg(long)]
-    pub no_early_stop: bool,
-    /// PID of the target process on this host (default: the process listening on the URL's
-    /// port, when the URL points at this host).
-    #[arg(long)]
-    pub pid: Option<i32>,
-    /// Do not look for a local process.
-    #[arg(long, conflicts_with = "pid")]
-    pub no_process: bool,
-    /// Prometheus metrics URL to scrape before and after the probe.
-    #[arg(long, value_name = "URL")]
-    pub metrics: Option<String>,
-    /// Read the pods behind the target from Kubernetes (current kubeconfig).
-    #[arg(long)]
-    pub kube: bool,
-    /// Namespace of the pods, with --kube (default: found from the route serving the URL's
-    /// hostname, else `metrics-app`).
-    #[arg(long)]
-    pub namespace: Option<String>,
-    /// Label selector of the pods, with --kube (default: the selector of the Service behind
-    /// the route serving the URL's hostname, else `app.kubernetes.io/name=metrics-app`).
-    #[arg(long)]
-    pub selector: Option<String>,
-    /// Response header naming the answering instance.
-    #[arg(long, default_value = "x-instance")]
-    pub instance_header: String,
-    /// Report format on standard output.
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub output: OutputFormat,
-    /// Also write the Markdown root-cause report to this file.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-}
-
-/// Usage errors, each naming the flag and what is accepted.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum UsageError {
-    /// The URL does not parse or is not http.
-    #[error("URL {0:?}: expected an absolute http:// URL, e.g. http://127.0.0.1:8080/counter")]
-    Url(String),
-    /// A numeric flag out of range.
-    #[error("--{flag} {value}: expected {accepted}")]
-    Range {
-        /// The flag.
-        flag: &'static str,
-        /// The value given.
-        value: String,
-        /// What is accepted.
-        accepted: &'static str,
-    },
-}
-
-/// Checked configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The probe.
-    pub plan: probe::Plan,
-    /// Port of the target when it is on this host (for finding its process).
-    pub local_port: Option<u16>,
-    /// Hostname of the target (for finding its pods from the route).
-    pub host: String,
-    /// The flags.
-    pub args: DiagnoseArgs,
-}
-
-/// Validates flags into a [`Config`].
-pub fn validate(args: DiagnoseArgs) -> Result<Config, UsageError> {
-    let url = reqwest::Url::parse(&args.url).map_err(|_| UsageError::Url(args.url.clone()))?;
-    if url.scheme() != "http" || url.host_str().is_none() {
-        return Err(UsageError::Url(args.url.clone()));
-    }
-    let range = |flag, value: String, ok: bool, accepted| {
-        if ok {
-            Ok(())
-        } else {
-            Err(UsageError::Range {
-                flag,
-                value,
-                accepted,
-            })
-        }
-    };
-    range(
-        "requests",
-        args.requests.to_string(),
-        (1..=100_000).contains(&args.requests),
-        "1..=100000",
-    )?;
-    range(
-        "concurrency",
-        args.concurrency.to_string(),
-        (1..=256).contains(&args.concurrency),
-        "1..=256",
-    )?;
-    range(
-        "timeout",
-        humantime::format_duration(args.timeout).to_string(),
-        args.timeout >= Duration::from_millis(10) && args.timeout <= Duration::from_secs(600),
-        "10ms..=10m",
-    )?;
-    range(
-        "max-time",
-        humantime::format_duration(args.max_time).to_string(),
-        args.max_time >= Duration::from_secs(1) && args.max_time <= Duration::from_secs(3600),
-        "1s..=1h",
-    )?;
-    range(
-        "interval",
-        humantime::format_duration(args.interval).to_string(),
-        args.interval <= Duration::from_secs(60),
-        "0s..=1m",
-    )?;
-    let local = matches!(
-        url.host_str(),
-        Some("localhost" | "127.0.0.1" | "[::1]" | "::1")
-    ) || url.host_str().is_some_and(|h| h.ends_with(".localhost"));
-    let local_port = if local {
-        url.port_or_known_default()
-    } else {
-        None
-    };
-    Ok(Config {
-        plan: probe::Plan {
-            url: args.url.clone(),
-            requests: args.requests,
-            concurrency: args.concurrency,
-            timeout: args.timeout,
-            max_time: args.max_time,
-            instance_header: args.instance_header.clone(),
-            interval: args.interval,
-        },
-        local_port,
-        host: url.host_str().unwrap_or_default().to_string(),
-        args,
-    })
-}
 
 /// Runs a diagnosis and prints the report; the exit code is 0 healthy, 1 findings, 2 usage or
 /// unreachable target.
@@ -214,11 +45,21 @@ pub async fn run(args: DiagnoseArgs) -> ExitCode {
         OutputFormat::Markdown => report.to_markdown(),
     };
     println!("{out}");
-    if let Some(path) = &config.args.report
-        && let Err(e) = std::fs::write(path, report.to_markdown())
-    {
-        eprintln!("appctl diagnose: cannot write {}: {e}", path.display());
-        return ExitCode::from(1);
+    if let Some(path) = &config.args.report {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let content = match ext.as_deref() {
+            Some("svg") => chart::svg(&report),
+            Some("html" | "htm") => chart::html(&report),
+            _ => Ok(report.to_markdown()),
+        };
+        let written = content.and_then(|c| std::fs::write(path, c).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("appctl diagnose: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
     }
     match report.verdict {
         Verdict::Healthy => ExitCode::SUCCESS,
@@ -227,52 +68,57 @@ pub async fn run(args: DiagnoseArgs) -> ExitCode {
     }
 }
 
-/// Collects all evidence and builds the report.
-pub async fn diagnose(config: &Config) -> Report {
-    let mut notes = Vec::new();
+/// The target process on this host: `--pid`, else the process listening on the URL's port.
+fn find_pid(config: &Config, notes: &mut Vec<String>) -> Option<i32> {
+    if config.args.no_process {
+        return None;
+    }
+    match (config.args.pid, config.local_port) {
+        (Some(pid), _) => Some(pid),
+        (None, Some(port)) => {
+            let found = process::read::pid_listening_on(port);
+            if found.is_none() {
+                notes.push(format!(
+                    "process evidence: no process of this host visible as listening on port \
+                     {port} (behind a proxy or container, pass --pid)"
+                ));
+            }
+            found
+        }
+        (None, None) => {
+            notes.push("process evidence: the target is not on this host".into());
+            None
+        }
+    }
+}
+
+/// The HTTP probe with process sampling in between: samples, new child processes, the request
+/// at which each finding kind first appeared, and the probe's wall time.
+struct Probed {
+    samples: Vec<Sample>,
+    rss_by_request: Vec<(usize, u64)>,
+    new_children: BTreeMap<i32, process::Child>,
+    named_at: BTreeMap<&'static str, usize>,
+    elapsed: std::time::Duration,
+}
+
+async fn probe(
+    config: &Config,
+    before: Option<&process::Snapshot>,
+    notes: &mut Vec<String>,
+) -> Probed {
     let sequential = config.plan.concurrency == 1;
     let timeout_ms = config.plan.timeout.as_secs_f64() * 1000.0;
-
-    // Process: found before the probe so children started during it can be told apart.
-    let pid = if config.args.no_process {
-        None
-    } else {
-        match (config.args.pid, config.local_port) {
-            (Some(pid), _) => Some(pid),
-            (None, Some(port)) => {
-                let found = process::read::pid_listening_on(port);
-                if found.is_none() {
-                    notes.push(format!(
-                        "process evidence: no process of this host visible as listening on port \
-                         {port} (behind a proxy or container, pass --pid)"
-                    ));
-                }
-                found
-            }
-            (None, None) => {
-                notes.push("process evidence: the target is not on this host".into());
-                None
-            }
-        }
-    };
-    let before = pid.and_then(process::read::snapshot);
-    if let (Some(pid), None) = (pid, &before) {
-        notes.push(format!("process evidence: cannot read process {pid}"));
-    }
-
-    let metrics_before = match &config.args.metrics {
-        Some(url) => scrape(url, config.plan.timeout, &mut notes, "before").await,
-        None => None,
-    };
-
     let started = Instant::now();
     let mut new_children: BTreeMap<i32, process::Child> = BTreeMap::new();
     let mut named_at: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let mut rss_by_request = Vec::new();
     let early = !config.args.no_early_stop;
-    let samples = probe::run(&config.plan, |samples: &[Sample]| {
-        if let Some(b) = &before
+    let samples = http::run(&config.plan, |samples: &[Sample]| {
+        if let Some(b) = before
             && let Some(now) = process::read::snapshot(b.pid)
         {
+            rss_by_request.push((samples.len(), now.rss_bytes));
             for (cpid, child) in now.children {
                 if !b.children.contains_key(&cpid) {
                     new_children.insert(cpid, child);
@@ -283,26 +129,88 @@ pub async fn diagnose(config: &Config) -> Report {
         if n > 100 && n % 25 != 0 {
             return false;
         }
-        let so_far = analysis::analyze(samples, sequential, timeout_ms);
+        let so_far = analyze::analyze(samples, sequential, timeout_ms);
         for f in &so_far.findings {
             named_at.entry(f.kind.as_str()).or_insert(n);
+        }
+        if so_far.hang.is_some() {
+            named_at.entry(Kind::Hung.as_str()).or_insert(n);
         }
         early && so_far.certain
     })
     .await;
-    let elapsed = started.elapsed();
-    let samples = match samples {
-        Ok(s) => s,
-        Err(e) => {
-            notes.push(e.to_string());
-            Vec::new()
-        }
+    let samples = samples.unwrap_or_else(|e| {
+        notes.push(e.to_string());
+        Vec::new()
+    });
+    Probed {
+        samples,
+        rss_by_request,
+        new_children,
+        named_at,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Collects all evidence and builds the report.
+pub async fn diagnose(config: &Config) -> Report {
+    let mut notes = Vec::new();
+    let sequential = config.plan.concurrency == 1;
+    let timeout_ms = config.plan.timeout.as_secs_f64() * 1000.0;
+
+    // Process: read before the probe so children started during it can be told apart.
+    let pid = find_pid(config, &mut notes);
+    let before = pid.and_then(process::read::snapshot);
+    if let (Some(pid), None) = (pid, &before) {
+        notes.push(format!("process evidence: cannot read process {pid}"));
+    }
+    let metrics_before = match &config.args.metrics {
+        Some(url) => metrics::scrape(url, config.plan.timeout, &mut notes, "before").await,
+        None => None,
     };
-    let http = analysis::analyze(&samples, sequential, timeout_ms);
+
+    // Health endpoints given with --probe are checked all through the probe, on their own
+    // connections, so what they said can be compared with what the target did.
+    let stop_watch = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = (!config.args.probes.is_empty()).then(|| {
+        let urls = config
+            .args
+            .probes
+            .iter()
+            .map(|u| (u.clone(), "--probe".to_string()))
+            .collect();
+        tokio::spawn(health::watch(urls, config.plan.timeout, stop_watch.clone()))
+    });
+    let Probed {
+        samples,
+        rss_by_request,
+        mut new_children,
+        named_at,
+        elapsed,
+    } = probe(config, before.as_ref(), &mut notes).await;
+    stop_watch.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut health_series = match watcher {
+        Some(w) => w.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let http = analyze::analyze(&samples, sequential, timeout_ms);
     let mut findings = http.findings;
     for f in &mut findings {
         f.named_at_request = named_at.get(f.kind.as_str()).copied();
     }
+
+    let hang = match http.hang {
+        Some(h) => Some(health::collect_hang(config, h, before.as_ref().map(|b| b.pid)).await),
+        None => None,
+    };
+    if let Some(mut f) = hang.as_ref().and_then(analyze::hung::finding) {
+        // The timeouts of the hang are the hang, not a latency pattern.
+        findings.retain(|f| !matches!(f.kind, Kind::SlowOutliers | Kind::LatencyTrend));
+        f.named_at_request = named_at.get(Kind::Hung.as_str()).copied();
+        findings.push(f);
+    }
+
+    let ramp = ramp_evidence(config, before.as_ref().map(|b| b.pid), &mut findings).await;
 
     let process_evidence = before.map(|b| {
         let after = process::read::snapshot(b.pid);
@@ -320,19 +228,20 @@ pub async fn diagnose(config: &Config) -> Report {
             new_children: new_children.into_values().collect(),
             elapsed_seconds: elapsed.as_secs_f64(),
             requests: samples.len(),
+            rss_by_request,
         }
     });
     if let Some(e) = &process_evidence {
-        merge(&mut findings, process::findings(e));
+        merge(&mut findings, analyze::resources::process_findings(e));
     }
 
     let metrics_evidence = match &config.args.metrics {
         Some(url) => {
-            let after = scrape(url, config.plan.timeout, &mut notes, "after").await;
+            let after = metrics::scrape(url, config.plan.timeout, &mut notes, "after").await;
             if let Some(b) = &metrics_before {
                 merge(
                     &mut findings,
-                    metrics::findings(b, after.as_ref(), samples.len()),
+                    analyze::resources::metrics_findings(b, after.as_ref(), samples.len()),
                 );
             }
             Some(MetricsEvidence {
@@ -344,42 +253,22 @@ pub async fn diagnose(config: &Config) -> Report {
         None => None,
     };
 
+    let history = history_evidence(config, &mut findings, &mut notes).await;
+
     let kube_evidence = if config.args.kube {
-        let target = kube::Target {
-            namespace: config.args.namespace.clone(),
-            selector: config.args.selector.clone(),
-            host: config.host.clone(),
-        };
-        match kube::collect(&target).await {
-            Ok(k) => {
-                if k.pods.is_empty() {
-                    notes.push(format!(
-                        "kubernetes evidence: no pods match {:?} in namespace {}",
-                        k.selector, k.namespace
-                    ));
-                }
-                notes.extend(k.notes.iter().map(|n| format!("kubernetes evidence: {n}")));
-                merge(&mut findings, kube::findings(&k.pods, &k.events));
-                merge(
-                    &mut findings,
-                    kube_more::near_limit(&k.memory).into_iter().collect(),
-                );
-                for (pod, ps) in &k.processes {
-                    merge(
-                        &mut findings,
-                        kube_more::busy_processes(pod, ps).into_iter().collect(),
-                    );
-                }
-                Some(k)
-            }
-            Err(e) => {
-                notes.push(format!("kubernetes evidence unavailable: {e}"));
-                None
-            }
-        }
+        kube_evidence(config, &mut findings, &mut notes).await
     } else {
         None
     };
+    if let Some(k) = &kube_evidence
+        && config.args.probes.is_empty()
+    {
+        health_series = pod_probes(config, k).await;
+    }
+    merge(
+        &mut findings,
+        analyze::coverage::findings(&samples, &health_series),
+    );
 
     let mut outcomes = BTreeMap::new();
     for s in &samples {
@@ -414,12 +303,122 @@ pub async fn diagnose(config: &Config) -> Report {
         process: process_evidence,
         metrics: metrics_evidence,
         kube: kube_evidence,
+        history,
+        ramp,
+        health: health_series,
+        hang,
         notes,
         findings,
         samples,
     };
     report.rank();
     report
+}
+
+/// The saturation ramp (`--ramp`) and its `saturation` finding.
+async fn ramp_evidence(
+    config: &Config,
+    pid: Option<i32>,
+    findings: &mut Vec<Finding>,
+) -> Option<report::RampEvidence> {
+    let steps = config.ramp_steps.clone()?;
+    let plan = ramp::RampPlan {
+        url: config.plan.url.clone(),
+        steps,
+        step_time: config.args.ramp.step,
+        timeout: config.plan.timeout,
+        health_urls: config.health_urls.clone(),
+        pid,
+    };
+    let steps = ramp::run(&plan).await;
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+    let knee = analyze::saturation::knee(&steps, cores);
+    if let Some(k) = &knee {
+        findings.push(analyze::saturation::finding(k, &steps));
+    }
+    Some(report::RampEvidence {
+        step_seconds: config.args.ramp.step.as_secs_f64(),
+        steps,
+        knee,
+    })
+}
+
+/// What Prometheus recorded (`--prometheus`) and the findings from it.
+async fn history_evidence(
+    config: &Config,
+    findings: &mut Vec<Finding>,
+    notes: &mut Vec<String>,
+) -> Option<collect::prometheus::History> {
+    let url = config.args.history.prometheus.clone()?;
+    let h = collect::prometheus::collect(&collect::prometheus::HistoryPlan {
+        url,
+        since: config.args.history.since,
+        matchers: config.args.history.prom_match.clone(),
+        namespace: config.args.namespace.clone(),
+        timeout: config.plan.timeout.max(std::time::Duration::from_secs(5)),
+    })
+    .await;
+    merge(findings, analyze::history::findings(&h));
+    notes.extend(h.notes.iter().cloned());
+    Some(h)
+}
+
+/// The pods' own `httpGet` probes, asked on the target's host and port (through the same
+/// gateway: the pod IPs are not reachable from outside the cluster), 5 times each.
+async fn pod_probes(
+    config: &Config,
+    k: &kube::KubeEvidence,
+) -> Vec<analyze::coverage::HealthSeries> {
+    let urls = kube::discovery::probe_paths(&k.pods)
+        .into_iter()
+        .filter_map(|(path, source)| {
+            let mut u = reqwest::Url::parse(&config.plan.url).ok()?;
+            u.set_path(&path);
+            u.set_query(None);
+            Some((u.to_string(), source))
+        })
+        .collect();
+    health::sample(urls, config.plan.timeout, 5).await
+}
+
+/// The Kubernetes evidence and its findings; what could not be read becomes notes.
+async fn kube_evidence(
+    config: &Config,
+    findings: &mut Vec<Finding>,
+    notes: &mut Vec<String>,
+) -> Option<kube::KubeEvidence> {
+    let target = kube::Target {
+        namespace: config.args.namespace.clone(),
+        selector: config.args.selector.clone(),
+        host: config.host.clone(),
+    };
+    match kube::collect(&target).await {
+        Ok(k) => {
+            if k.pods.is_empty() {
+                notes.push(format!(
+                    "kubernetes evidence: no pods match {:?} in namespace {}",
+                    k.selector, k.namespace
+                ));
+            }
+            notes.extend(k.notes.iter().map(|n| format!("kubernetes evidence: {n}")));
+            merge(findings, kube::findings::findings(&k.pods, &k.events));
+            merge(
+                findings,
+                kube::usage::near_limit(&k.memory).into_iter().collect(),
+            );
+            for (pod, ps) in &k.processes {
+                merge(
+                    findings,
+                    kube::usage::busy_processes(pod, ps).into_iter().collect(),
+                );
+            }
+            Some(k)
+        }
+        Err(e) => {
+            notes.push(format!("kubernetes evidence unavailable: {}", e.note()));
+            None
+        }
+    }
 }
 
 /// Adds `new` findings; one of a kind already present lends its evidence to the existing one
@@ -430,74 +429,5 @@ fn merge(findings: &mut Vec<Finding>, new: Vec<Finding>) {
             Some(existing) => existing.evidence.extend(f.evidence),
             None => findings.push(f),
         }
-    }
-}
-
-/// Scrapes and parses `url`; failures become notes.
-async fn scrape(
-    url: &str,
-    timeout: Duration,
-    notes: &mut Vec<String>,
-    when: &str,
-) -> Option<metrics::Reading> {
-    let client = crate::http()
-        .timeout(timeout.max(Duration::from_secs(2)))
-        .no_proxy()
-        .build()
-        .ok()?;
-    let text = match client.get(url).send().await {
-        Ok(r) => match r.text().await {
-            Ok(t) => t,
-            Err(e) => {
-                notes.push(format!("metrics {when} the probe: {e}"));
-                return None;
-            }
-        },
-        Err(e) => {
-            notes.push(format!(
-                "metrics {when} the probe: {url} did not answer: {e}"
-            ));
-            return None;
-        }
-    };
-    match metrics::parse(&text) {
-        Ok(r) => Some(r),
-        Err(e) => {
-            notes.push(format!("metrics {when} the probe: {e}"));
-            None
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: DiagnoseArgs,
-    }
-
-    fn parse(argv: &[&str]) -> Result<Config, UsageError> {
-        let cli = Cli::try_parse_from(std::iter::once("diagnose").chain(argv.iter().copied()))
-            .unwrap_or_else(|e| panic!("{e}"));
-        validate(cli.args)
-    }
-
-    #[test]
-    fn flags_are_checked_with_clear_messages() {
-        let c = parse(&["http://127.0.0.1:8080/counter"]).expect("valid");
-        assert_eq!(c.local_port, Some(8080));
-        assert_eq!(c.plan.concurrency, 1);
-        let remote = parse(&["http://metrics-app.localtest.me/counter"]).expect("valid");
-        assert_eq!(remote.local_port, None);
-        let e = parse(&["ftp://x/"]).expect_err("scheme");
-        assert!(e.to_string().contains("http://"));
-        let e = parse(&["http://x/", "--requests", "0"]).expect_err("range");
-        assert_eq!(e.to_string(), "--requests 0: expected 1..=100000");
-        let e = parse(&["http://x/", "--timeout", "1ms"]).expect_err("range");
-        assert!(e.to_string().starts_with("--timeout 1ms"));
     }
 }

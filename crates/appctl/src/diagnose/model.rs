@@ -19,6 +19,16 @@ pub enum Outcome {
     Refused,
     /// The connection was reset or closed before a response.
     Reset,
+    /// The hostname did not resolve.
+    Dns {
+        /// What the resolver reported.
+        message: String,
+    },
+    /// The TLS handshake failed (or TLS was needed and is not available).
+    Tls {
+        /// What the TLS layer reported.
+        message: String,
+    },
     /// Any other transport error.
     Error {
         /// What the HTTP client reported.
@@ -42,9 +52,36 @@ impl Outcome {
         matches!(self, Self::Status { code: 502..=504 })
     }
 
-    /// Refused, reset or another transport error (not a timeout).
+    /// A 4xx answer: the server says the request itself is wrong.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, Self::Status { code: 400..=499 })
+    }
+
+    /// Refused, reset, DNS, TLS or another transport error (not a timeout).
     pub fn is_connection_error(&self) -> bool {
-        matches!(self, Self::Refused | Self::Reset | Self::Error { .. })
+        matches!(
+            self,
+            Self::Refused | Self::Reset | Self::Dns { .. } | Self::Tls { .. } | Self::Error { .. }
+        )
+    }
+
+    /// No HTTP answer at all (a transport error or a timeout).
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, Self::Status { .. })
+    }
+
+    /// For a failure, what it means for people: `connection refused (nothing listens on the
+    /// port)`, `name did not resolve: …`.
+    pub fn explain(&self) -> Option<String> {
+        Some(match self {
+            Self::Status { .. } => return None,
+            Self::Timeout => "no complete answer within the per-request timeout".into(),
+            Self::Refused => "connection refused: nothing listens on that address and port".into(),
+            Self::Reset => "connection reset or closed by the server before an answer".into(),
+            Self::Dns { message } => format!("the hostname did not resolve ({message})"),
+            Self::Tls { message } => format!("TLS failed ({message})"),
+            Self::Error { message } => message.clone(),
+        })
     }
 
     /// Short text for tables: `200`, `timeout`, `refused`, …
@@ -54,6 +91,8 @@ impl Outcome {
             Self::Timeout => "timeout".into(),
             Self::Refused => "refused".into(),
             Self::Reset => "reset".into(),
+            Self::Dns { .. } => "dns".into(),
+            Self::Tls { .. } => "tls".into(),
             Self::Error { .. } => "error".into(),
         }
     }
@@ -102,6 +141,16 @@ pub enum Kind {
     SlowOutliers,
     /// 5xx answers.
     ServerErrors,
+    /// Mostly 4xx answers: the URL, the method or the credentials are wrong for this server.
+    ClientErrors,
+    /// The service stopped answering while its port still accepts connections.
+    Hung,
+    /// A health endpoint says healthy while the target fails.
+    ProbeBlind,
+    /// A health endpoint fails while the target works.
+    ProbeFalseAlarm,
+    /// The saturation ramp found where throughput stops growing.
+    Saturation,
     /// The service stopped answering during the probe.
     Unavailable,
     /// The counter went back to a small value: a restart lost its state.
@@ -130,6 +179,11 @@ impl Kind {
             Self::LatencyTrend => "latency-trend",
             Self::SlowOutliers => "slow-outliers",
             Self::ServerErrors => "server-errors",
+            Self::ClientErrors => "client-errors",
+            Self::Hung => "hung",
+            Self::ProbeBlind => "probe-blind",
+            Self::ProbeFalseAlarm => "probe-false-alarm",
+            Self::Saturation => "saturation",
             Self::Unavailable => "unavailable",
             Self::CounterReset => "counter-reset",
             Self::CounterInconsistent => "counter-inconsistent",
@@ -225,6 +279,11 @@ mod tests {
             Kind::LatencyTrend,
             Kind::SlowOutliers,
             Kind::ServerErrors,
+            Kind::ClientErrors,
+            Kind::Hung,
+            Kind::ProbeBlind,
+            Kind::ProbeFalseAlarm,
+            Kind::Saturation,
             Kind::Unavailable,
             Kind::CounterReset,
             Kind::CounterInconsistent,

@@ -7,11 +7,11 @@ use std::fmt::Write;
 
 use serde::Serialize;
 
-use super::counter::InstanceStats;
-use super::latency::Summary;
-use super::metrics::Reading;
+use super::analyze::counter::InstanceStats;
+use super::analyze::latency::Summary;
+use super::collect::metrics::Reading;
+use super::collect::process::ProcessEvidence;
 use super::model::{Finding, Sample, fmt_ms};
-use super::process::ProcessEvidence;
 
 /// Version of the JSON layout; bumped only for incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -56,6 +56,17 @@ pub struct MetricsEvidence {
     pub after: Option<Reading>,
 }
 
+/// The saturation ramp's steps and knee.
+#[derive(Debug, Clone, Serialize)]
+pub struct RampEvidence {
+    /// Seconds per step.
+    pub step_seconds: f64,
+    /// Each step.
+    pub steps: Vec<super::collect::ramp::Step>,
+    /// Where throughput stopped growing, if it did.
+    pub knee: Option<super::analyze::saturation::Knee>,
+}
+
 /// Everything `appctl diagnose` found out.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -81,6 +92,14 @@ pub struct Report {
     pub metrics: Option<MetricsEvidence>,
     /// Kubernetes evidence, with `--kube`.
     pub kube: Option<super::kube::KubeEvidence>,
+    /// What Prometheus recorded, with `--prometheus`.
+    pub history: Option<super::collect::prometheus::History>,
+    /// The saturation ramp, with `--ramp`.
+    pub ramp: Option<RampEvidence>,
+    /// Health endpoints checked next to the target (`--probe`, or the pod spec with `--kube`).
+    pub health: Vec<super::analyze::coverage::HealthSeries>,
+    /// What was gathered about a service that stopped answering (see the `hung` finding).
+    pub hang: Option<super::analyze::hung::HangEvidence>,
     /// What could not be collected, and why.
     pub notes: Vec<String>,
     /// Findings, most severe first.
@@ -116,6 +135,9 @@ impl Report {
             );
         }
         let _ = writeln!(o, "outcomes: {}", self.outcome_line());
+        for line in self.failure_lines() {
+            let _ = writeln!(o, "failed: {line}");
+        }
         let _ = writeln!(o);
         match self.verdict {
             Verdict::Healthy => {
@@ -159,6 +181,25 @@ impl Report {
                 }
             }
         }
+        if let Some(h) = &self.history {
+            let _ = writeln!(
+                o,
+                "\nhistory ({}, last {:.0} s): {} memory series, 5xx ratio {}, p50 {}, p99 {}",
+                h.matchers,
+                h.window_seconds,
+                h.memory.len(),
+                h.error_ratio
+                    .map_or("-".to_string(), |r| format!("{:.1} %", r * 100.0)),
+                h.p50_ms.map_or("-".to_string(), fmt_ms),
+                h.p99_ms.map_or("-".to_string(), fmt_ms),
+            );
+        }
+        if let Some(r) = &self.ramp {
+            let _ = writeln!(o, "\nramp ({:.1} s per step):", r.step_seconds);
+            for line in super::analyze::saturation::table(&r.steps, r.knee.as_ref()).lines() {
+                let _ = writeln!(o, "  {line}");
+            }
+        }
         for n in &self.notes {
             let _ = writeln!(o, "\nnote: {n}");
         }
@@ -183,6 +224,9 @@ impl Report {
             );
         }
         let _ = writeln!(o, "- outcomes: {}", self.outcome_line());
+        for line in self.failure_lines() {
+            let _ = writeln!(o, "- failed: {line}");
+        }
         let _ = writeln!(o, "- verdict: **{:?}**\n", self.verdict);
         if !self.findings.is_empty() {
             let _ = writeln!(o, "## Findings\n");
@@ -202,6 +246,18 @@ impl Report {
             }
             let _ = writeln!(o, "\n**Likely cause:** {}\n", f.cause);
             let _ = writeln!(o, "**Suggested fix:** {}\n", f.fix);
+        }
+        if let Some(r) = &self.ramp {
+            let _ = writeln!(
+                o,
+                "## Saturation ramp ({:.1} s per step)\n\n```",
+                r.step_seconds
+            );
+            o.push_str(&super::analyze::saturation::table(
+                &r.steps,
+                r.knee.as_ref(),
+            ));
+            let _ = writeln!(o, "```\n");
         }
         if !self.notes.is_empty() {
             let _ = writeln!(o, "## Notes\n");
@@ -231,6 +287,14 @@ impl Report {
                 ""
             }
         )
+    }
+
+    /// One line per cause of failed requests: `refused ×3: connection refused: …`.
+    fn failure_lines(&self) -> Vec<String> {
+        super::collect::http::failure_causes(self.samples.iter().map(|s| s.outcome.clone()))
+            .into_iter()
+            .map(|(label, n, why)| format!("{label} ×{n}: {why}"))
+            .collect()
     }
 
     fn outcome_line(&self) -> String {

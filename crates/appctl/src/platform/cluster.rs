@@ -1,15 +1,23 @@
 //! Every Kubernetes API interaction of the platform commands, through kube-rs: server-side
-//! apply of multi-document manifests, ArgoCD Application states, waiting, Secrets, pod and HPA
+//! apply of multi-document manifests, ArgoCD Application states, waiting (kube-runtime's
+//! watchers and `await_condition`, never a polling loop), restarts, Secrets, pod and HPA
 //! status, rollback patches, and port-forwards. Tested against a mocked API server
 //! (tower-test) in `tests/platform_cluster.rs`.
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::pin::pin;
+use std::time::Duration;
 
+use futures::TryStreamExt;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::Scope;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::wait::{Condition, await_condition, conditions};
+use kube::runtime::watcher::{self, Event, watcher};
 use serde::Serialize;
 use serde_json::json;
 
@@ -52,14 +60,14 @@ pub async fn apply_yaml_as(
     manager: &str,
 ) -> Result<usize> {
     let mut n = 0;
-    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
-        let value =
-            serde_yaml_ng::Value::deserialize(doc).map_err(|e| Error::Manifest(e.to_string()))?;
+    for (i, doc) in serde_yaml_ng::Deserializer::from_str(yaml).enumerate() {
+        let value = serde_yaml_ng::Value::deserialize(doc)
+            .map_err(Error::manifest(format!("YAML document {}", i + 1)))?;
         if value.is_null() {
             continue;
         }
-        let obj: DynamicObject =
-            serde_yaml_ng::from_value(value).map_err(|e| Error::Manifest(e.to_string()))?;
+        let obj: DynamicObject = serde_yaml_ng::from_value(value)
+            .map_err(Error::manifest(format!("YAML document {}", i + 1)))?;
         apply_object_as(client, obj, default_ns, manager).await?;
         n += 1;
     }
@@ -84,19 +92,28 @@ pub async fn apply_object_as(
     default_ns: Option<&str>,
     manager: &str,
 ) -> Result<()> {
-    let types = obj
-        .types
-        .clone()
-        .ok_or_else(|| Error::Manifest("object without apiVersion/kind".into()))?;
-    let gvk = GroupVersionKind::try_from(&types).map_err(|e| Error::Manifest(e.to_string()))?;
-    let name = obj
-        .metadata
-        .name
-        .clone()
-        .ok_or_else(|| Error::Manifest(format!("{} without a name", types.kind)))?;
-    let (ar, caps) = kube::discovery::pinned_kind(client, &gvk).await?;
-    let api: Api<DynamicObject> = match caps.scope {
-        Scope::Cluster => Api::all_with(client.clone(), &ar),
+    let Some(types) = obj.types.clone() else {
+        return Err(Error::NotFound(format!(
+            "apiVersion/kind of object {:?}",
+            obj.metadata.name.as_deref().unwrap_or("(no name)")
+        )));
+    };
+    let gvk = GroupVersionKind::try_from(&types).map_err(Error::manifest(format!(
+        "apiVersion {:?} of a {}",
+        types.api_version, types.kind
+    )))?;
+    let name =
+        obj.metadata.name.clone().ok_or_else(|| {
+            Error::NotFound(format!("the name of a {} in the manifest", types.kind))
+        })?;
+    let (ar, caps) = kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .map_err(Error::kube(format!(
+            "discover {}/{}",
+            types.api_version, types.kind
+        )))?;
+    let (api, at): (Api<DynamicObject>, String) = match caps.scope {
+        Scope::Cluster => (Api::all_with(client.clone(), &ar), name.clone()),
         Scope::Namespaced => {
             let ns = obj
                 .metadata
@@ -104,7 +121,10 @@ pub async fn apply_object_as(
                 .clone()
                 .or_else(|| default_ns.map(str::to_string))
                 .unwrap_or_else(|| "default".into());
-            Api::namespaced_with(client.clone(), &ns, &ar)
+            (
+                Api::namespaced_with(client.clone(), &ns, &ar),
+                format!("{ns}/{name}"),
+            )
         }
     };
     api.patch(
@@ -112,35 +132,99 @@ pub async fn apply_object_as(
         &PatchParams::apply(manager).force(),
         &Patch::Apply(&obj),
     )
-    .await?;
+    .await
+    .map_err(Error::kube(format!("apply {} {at}", types.kind)))?;
     Ok(())
 }
 
-/// Restarts a Deployment's pods the way `kubectl rollout restart` does (a template
-/// annotation), so they pick up changed configuration.
+/// Restarts a Deployment's pods as `kubectl rollout restart` does (kube-rs's
+/// [`Api::restart`]), so they pick up changed configuration.
 pub async fn restart_deployment(client: &kube::Client, ns: &str, name: &str) -> Result<()> {
     use k8s_openapi::api::apps::v1::Deployment;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
     Api::<Deployment>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"template": {"metadata": {"annotations": {
-                "kubectl.kubernetes.io/restartedAt": now.to_string()
-            }}}}})),
-        )
-        .await?;
+        .restart(name)
+        .await
+        .map_err(Error::kube(format!("restart Deployment {ns}/{name}")))?;
     Ok(())
+}
+
+/// Replaces the pods matching `selector` in `ns`: deletes them and waits for a ready pod
+/// that is not one of them; returns its name. For StatefulSets with the `OnDelete` update
+/// strategy (OpenBao's chart default), where a rollout restart would change nothing.
+pub async fn replace_pods(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let old = api
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map_err(Error::kube(format!("list pods {selector} in {ns}")))?;
+    let mut gone = Vec::new();
+    for p in &old.items {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        api.delete(&name, &Default::default())
+            .await
+            .map_err(Error::kube(format!("delete pod {ns}/{name}")))?;
+        gone.extend(p.metadata.uid.clone());
+    }
+    ready_pod(client, ns, selector, &gone, timeout).await
+}
+
+/// Waits with kube-runtime's [`await_condition`] until object `name` satisfies `cond`, for at
+/// most `timeout`; `what` names it in the error.
+pub async fn wait_for<K>(
+    api: Api<K>,
+    name: &str,
+    cond: impl Condition<K>,
+    timeout: Duration,
+    what: &str,
+) -> Result<Option<K>>
+where
+    K: Clone + std::fmt::Debug + Send + serde::de::DeserializeOwned + kube::Resource + 'static,
+{
+    match tokio::time::timeout(timeout, await_condition(api, name, cond)).await {
+        Ok(Ok(obj)) => Ok(obj),
+        Ok(Err(source)) => Err(Error::Wait {
+            what: what.into(),
+            source,
+        }),
+        Err(_) => Err(Error::Timeout {
+            what: what.into(),
+            after: timeout,
+            detail: "the condition never held".into(),
+        }),
+    }
+}
+
+/// Waits until the CustomResourceDefinition `name` is Established (its kind can be served),
+/// e.g. `applications.argoproj.io` after installing ArgoCD and before creating an Application.
+pub async fn wait_crd_established(
+    client: &kube::Client,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
+    wait_for(
+        Api::<CustomResourceDefinition>::all(client.clone()),
+        name,
+        conditions::is_crd_established(),
+        timeout,
+        &format!("CustomResourceDefinition {name} to be Established"),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The states of every Application in ArgoCD's namespace.
 pub async fn application_states(client: &kube::Client) -> Result<Vec<AppState>> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ARGOCD_NS, &application_resource());
-    let list = api.list(&ListParams::default()).await?;
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(Error::kube(format!("list Applications in {ARGOCD_NS}")))?;
     Ok(list.items.iter().map(app_state).collect())
 }
 
@@ -156,59 +240,122 @@ pub fn app_state(o: &DynamicObject) -> AppState {
     }
 }
 
-/// Polls Applications every `poll` until all are Synced and Healthy (at least one exists),
-/// calling `progress` whenever the picture changes; fails after `timeout` naming the laggards.
+/// Watches the Applications (kube-runtime's watcher: a list, then a watch) until all are
+/// Synced and Healthy (at least one exists), calling `progress` whenever the picture changes;
+/// fails after `timeout` naming the laggards. Watch errors are retried with backoff (the API
+/// server may restart under load) and the last one is reported if time runs out.
 pub async fn wait_synced(
     client: &kube::Client,
     timeout: Duration,
-    poll: Duration,
     mut progress: impl FnMut(&[AppState]),
 ) -> Result<Vec<AppState>> {
-    let deadline = Instant::now() + timeout;
-    let mut last: Vec<AppState> = Vec::new();
-    loop {
-        let states = application_states(client).await?;
-        if states != last {
-            progress(&states);
-            last = states.clone();
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ARGOCD_NS, &application_resource());
+    let mut apps: BTreeMap<String, AppState> = BTreeMap::new();
+    let mut last_error: Option<String> = None;
+    let watch = async {
+        let mut events = pin!(watcher(api, watcher::Config::default()).default_backoff());
+        // Filled during a (re-)list, swapped in when it is complete.
+        let mut listing: Option<BTreeMap<String, AppState>> = None;
+        let mut listed = false;
+        let mut shown: Option<Vec<AppState>> = None;
+        loop {
+            match events.try_next().await {
+                Ok(Some(Event::Init)) => listing = Some(BTreeMap::new()),
+                Ok(Some(Event::InitApply(o))) => {
+                    let a = app_state(&o);
+                    listing.get_or_insert_default().insert(a.name.clone(), a);
+                    continue;
+                }
+                Ok(Some(Event::InitDone)) => {
+                    apps = listing.take().unwrap_or_default();
+                    listed = true;
+                }
+                Ok(Some(Event::Apply(o))) => {
+                    let a = app_state(&o);
+                    apps.insert(a.name.clone(), a);
+                }
+                Ok(Some(Event::Delete(o))) => {
+                    apps.remove(o.metadata.name.as_deref().unwrap_or_default());
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    last_error = Some(e.to_string());
+                    continue;
+                }
+            }
+            if !listed {
+                continue;
+            }
+            let states: Vec<AppState> = apps.values().cloned().collect();
+            if shown.as_ref() != Some(&states) {
+                progress(&states);
+                shown = Some(states.clone());
+            }
+            if !states.is_empty() && states.iter().all(AppState::is_ready) {
+                return Some(states);
+            }
         }
-        if !states.is_empty() && states.iter().all(AppState::is_ready) {
-            return Ok(states);
-        }
-        if Instant::now() >= deadline {
-            let waiting: Vec<String> = states
-                .iter()
-                .filter(|a| !a.is_ready())
-                .map(|a| format!("{} ({}/{})", a.name, a.sync, a.health))
-                .collect();
-            return Err(Error::Timeout {
-                what: "Applications to be Synced and Healthy".into(),
-                after: timeout,
-                detail: if waiting.is_empty() {
-                    "no Application exists yet".into()
-                } else {
-                    format!("still waiting for {}", waiting.join(", "))
-                },
-            });
-        }
-        tokio::time::sleep(poll).await;
+    };
+    let outcome = tokio::time::timeout(timeout, watch).await;
+    if let Ok(Some(states)) = outcome {
+        return Ok(states);
     }
+    let waiting: Vec<String> = apps
+        .values()
+        .filter(|a| !a.is_ready())
+        .map(|a| format!("{} ({}/{})", a.name, a.sync, a.health))
+        .collect();
+    let mut detail = if waiting.is_empty() {
+        "no Application exists yet".to_string()
+    } else {
+        format!("still waiting for {}", waiting.join(", "))
+    };
+    if let Some(e) = last_error {
+        detail.push_str(&format!("; last watch error: {e}"));
+    }
+    Err(Error::Timeout {
+        what: "Applications to be Synced and Healthy".into(),
+        after: timeout,
+        detail,
+    })
 }
 
-/// A Secret's value, decoded.
+/// A Secret's value, decoded; an error when the Secret or the key is missing.
 pub async fn secret_value(
     client: &kube::Client,
     ns: &str,
     name: &str,
     key: &str,
 ) -> Result<String> {
-    let s: Secret = Api::namespaced(client.clone(), ns).get(name).await?;
-    let bytes = s
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .ok_or_else(|| Error::NotFound(format!("key {key} in Secret {ns}/{name}")))?;
-    String::from_utf8(bytes.0.clone()).map_err(|_| Error::NotFound(format!("text in {ns}/{name}")))
+    secret_value_opt(client, ns, name, key)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("key {key} in Secret {ns}/{name}")))
+}
+
+/// A Secret's value, decoded; `None` when the Secret or the key does not exist (other API
+/// errors are errors).
+pub async fn secret_value_opt(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>> {
+    let Some(s) = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(Error::kube(format!("get Secret {ns}/{name}")))?
+    else {
+        return Ok(None);
+    };
+    let Some(bytes) = s.data.as_ref().and_then(|d| d.get(key)) else {
+        return Ok(None);
+    };
+    String::from_utf8(bytes.0.clone())
+        .map(Some)
+        .map_err(Error::manifest(format!(
+            "key {key} of Secret {ns}/{name} (not UTF-8)"
+        )))
 }
 
 /// One pod line of `appctl status`.
@@ -228,13 +375,14 @@ pub struct PodLine {
 pub async fn pods(client: &kube::Client, ns: &str) -> Result<Vec<PodLine>> {
     let list = Api::<Pod>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
-        .await?;
+        .await
+        .map_err(Error::kube(format!("list pods in {ns}")))?;
     Ok(list.items.iter().map(pod_line).collect())
 }
 
 /// Summarises a pod.
 pub fn pod_line(p: &Pod) -> PodLine {
-    let statuses = crate::diagnose::kube::container_statuses(p);
+    let statuses = container_statuses(p);
     let ready = statuses.iter().filter(|c| c.ready).count();
     let last = statuses.iter().find_map(|c| {
         c.last_state
@@ -275,22 +423,50 @@ pub struct HpaLine {
 pub async fn hpas(client: &kube::Client, ns: &str) -> Result<Vec<HpaLine>> {
     let list = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns)
         .list(&ListParams::default())
-        .await?;
-    Ok(list
-        .items
-        .iter()
-        .map(|h| HpaLine {
-            name: h.metadata.name.clone().unwrap_or_default(),
-            current: h
-                .status
-                .as_ref()
-                .and_then(|s| s.current_replicas)
-                .unwrap_or(0),
-            desired: h.status.as_ref().map(|s| s.desired_replicas).unwrap_or(0),
-            min: h.spec.as_ref().and_then(|s| s.min_replicas).unwrap_or(1),
-            max: h.spec.as_ref().map(|s| s.max_replicas).unwrap_or(0),
-        })
-        .collect())
+        .await
+        .map_err(Error::kube(format!(
+            "list HorizontalPodAutoscalers in {ns}"
+        )))?;
+    Ok(list.items.iter().map(hpa_line).collect())
+}
+
+/// Summarises an HPA.
+pub fn hpa_line(h: &HorizontalPodAutoscaler) -> HpaLine {
+    HpaLine {
+        name: h.metadata.name.clone().unwrap_or_default(),
+        current: h
+            .status
+            .as_ref()
+            .and_then(|s| s.current_replicas)
+            .unwrap_or(0),
+        desired: h.status.as_ref().map(|s| s.desired_replicas).unwrap_or(0),
+        min: h.spec.as_ref().and_then(|s| s.min_replicas).unwrap_or(1),
+        max: h.spec.as_ref().map(|s| s.max_replicas).unwrap_or(0),
+    }
+}
+
+/// Calls `each` with every change of the HPAs of `ns` (kube-runtime's watcher, retried with
+/// backoff) until the returned task is aborted.
+pub fn watch_hpas(
+    client: &kube::Client,
+    ns: &str,
+    mut each: impl FnMut(HpaLine) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let api = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns);
+    tokio::spawn(async move {
+        let mut hpas = pin!(
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .applied_objects()
+        );
+        loop {
+            match hpas.try_next().await {
+                Ok(Some(h)) => each(hpa_line(&h)),
+                Ok(None) => return,
+                Err(_) => continue,
+            }
+        }
+    })
 }
 
 /// What a rollback did.
@@ -309,7 +485,10 @@ pub struct Rollback {
 pub async fn rollback(client: &kube::Client, app: &str, to: Option<&str>) -> Result<Rollback> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ARGOCD_NS, &application_resource());
-    let current = api.get(app).await?;
+    let current = api
+        .get(app)
+        .await
+        .map_err(Error::kube(format!("get Application {ARGOCD_NS}/{app}")))?;
     let history = current.data["status"]["history"]
         .as_array()
         .cloned()
@@ -317,20 +496,30 @@ pub async fn rollback(client: &kube::Client, app: &str, to: Option<&str>) -> Res
     let target = pick_history(&history, to)?;
     // The root Application (app of apps) would self-heal the child's sync policy straight back:
     // pause it first. `appctl up` re-applies it with automated sync.
-    if app != "root" && api.get_opt("root").await?.is_some() {
+    let root = api
+        .get_opt("root")
+        .await
+        .map_err(Error::kube(format!("get Application {ARGOCD_NS}/root")))?;
+    if app != "root" && root.is_some() {
         api.patch(
             "root",
             &PatchParams::default(),
             &Patch::Merge(json!({"spec": {"syncPolicy": {"automated": null}}})),
         )
-        .await?;
+        .await
+        .map_err(Error::kube(format!(
+            "turn off automated sync of Application {ARGOCD_NS}/root"
+        )))?;
     }
     api.patch(
         app,
         &PatchParams::default(),
         &Patch::Merge(json!({"spec": {"syncPolicy": {"automated": null}}})),
     )
-    .await?;
+    .await
+    .map_err(Error::kube(format!(
+        "turn off automated sync of Application {ARGOCD_NS}/{app}"
+    )))?;
     let source = target["source"].clone();
     let mut sync = json!({"revision": target["revision"]});
     if !source.is_null() {
@@ -347,7 +536,10 @@ pub async fn rollback(client: &kube::Client, app: &str, to: Option<&str>) -> Res
             }
         })),
     )
-    .await?;
+    .await
+    .map_err(Error::kube(format!(
+        "start a sync operation of Application {ARGOCD_NS}/{app}"
+    )))?;
     Ok(Rollback {
         id: target["id"].as_i64().unwrap_or_default(),
         revision: target["revision"].as_str().unwrap_or_default().to_string(),
@@ -413,7 +605,11 @@ pub fn root_application(repo_url: &str, revision: &str, tag: &str) -> serde_json
 pub async fn root_app(client: &kube::Client) -> Result<Option<super::plan::RootApp>> {
     let api: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ARGOCD_NS, &application_resource());
-    let Some(o) = api.get_opt("root").await? else {
+    let Some(o) = api
+        .get_opt("root")
+        .await
+        .map_err(Error::kube(format!("get Application {ARGOCD_NS}/root")))?
+    else {
         return Ok(None);
     };
     let src = &o.data["spec"]["source"];
@@ -445,10 +641,12 @@ pub async fn port_forward(
 ) -> Result<(u16, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| Error::Io(e.to_string()))?;
+        .map_err(Error::io(format!(
+            "binding 127.0.0.1:0 to forward to {ns}/{pod}:{port}"
+        )))?;
     let local = listener
         .local_addr()
-        .map_err(|e| Error::Io(e.to_string()))?
+        .map_err(Error::io("reading the port-forward's local address"))?
         .port();
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let pod = pod.to_string();
@@ -469,31 +667,71 @@ pub async fn port_forward(
     Ok((local, task))
 }
 
-/// The name of a Running pod matching `selector` in `ns`, waiting up to `timeout`.
+/// The name of a ready pod matching `selector` in `ns` (not one being deleted), watching the
+/// pods (kube-runtime's watcher) for up to `timeout`.
 pub async fn running_pod(
     client: &kube::Client,
     ns: &str,
     selector: &str,
     timeout: Duration,
 ) -> Result<String> {
+    ready_pod(client, ns, selector, &[], timeout).await
+}
+
+/// [`running_pod`], ignoring the pods whose UID is in `not`.
+async fn ready_pod(
+    client: &kube::Client,
+    ns: &str,
+    selector: &str,
+    not: &[String],
+    timeout: Duration,
+) -> Result<String> {
     let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let deadline = Instant::now() + timeout;
-    loop {
-        let list = api.list(&ListParams::default().labels(selector)).await?;
-        let ready = list.items.iter().find(|p| {
-            let c = crate::diagnose::kube::container_statuses(p);
-            !c.is_empty() && c.iter().all(|c| c.ready)
-        });
-        if let Some(p) = ready {
-            return Ok(p.metadata.name.clone().unwrap_or_default());
+    let mut seen = 0usize;
+    let mut last_error: Option<String> = None;
+    let watch = async {
+        let mut pods = pin!(
+            watcher(api, watcher::Config::default().labels(selector))
+                .default_backoff()
+                .applied_objects()
+        );
+        loop {
+            match pods.try_next().await {
+                Ok(Some(p)) => {
+                    seen += 1;
+                    let replaced = p.metadata.uid.as_ref().is_some_and(|u| not.contains(u));
+                    if pod_ready(&p) && !replaced {
+                        return p.metadata.name;
+                    }
+                }
+                Ok(None) => return None,
+                Err(e) => last_error = Some(e.to_string()),
+            }
         }
-        if Instant::now() >= deadline {
-            return Err(Error::Timeout {
-                what: format!("a ready pod {selector} in {ns}"),
-                after: timeout,
-                detail: format!("{} pod(s) found, none ready", list.items.len()),
-            });
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    match tokio::time::timeout(timeout, watch).await {
+        Ok(Some(name)) => Ok(name),
+        _ => Err(Error::Timeout {
+            what: format!("a ready pod {selector} in {ns}"),
+            after: timeout,
+            detail: match last_error {
+                Some(e) => format!("last watch error: {e}"),
+                None => format!("{seen} pod update(s) seen, none ready"),
+            },
+        }),
     }
+}
+
+/// A pod's container statuses (none before it is scheduled).
+pub fn container_statuses(p: &Pod) -> &[k8s_openapi::api::core::v1::ContainerStatus] {
+    p.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or(&[])
+}
+
+/// Every container ready, and the pod not on its way out.
+pub fn pod_ready(p: &Pod) -> bool {
+    let c = container_statuses(p);
+    p.metadata.deletion_timestamp.is_none() && !c.is_empty() && c.iter().all(|c| c.ready)
 }

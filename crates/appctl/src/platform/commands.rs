@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::cluster::{self, HpaLine, PodLine};
-use super::plan::AppState;
+use super::plan::{self, AppState, Observed, Tool};
 use super::runner::Runner;
-use super::tools::CLUSTER;
+use super::tools::{self, CLUSTER};
 use super::up::{self, UpConfig};
 use super::{Error, Result};
 
@@ -95,7 +95,7 @@ pub async fn collect_status(client: &kube::Client) -> Result<Status> {
         .timeout(Duration::from_secs(3))
         .no_proxy()
         .build()
-        .map_err(|e| Error::Http(e.to_string()))?
+        .map_err(Error::http(format!("a client for {}", up::APP_URL)))?
         .get(up::APP_URL)
         .send()
         .await
@@ -155,7 +155,7 @@ pub async fn status(format: Format) -> Result<()> {
         Format::Text => print!("{}", status_text(&s)),
         Format::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&s).map_err(|e| Error::Io(e.to_string()))?
+            serde_json::to_string_pretty(&s).map_err(Error::manifest("the status as JSON"))?
         ),
     }
     Ok(())
@@ -249,19 +249,33 @@ pub struct DownArgs {
     pub yes: bool,
 }
 
-/// Runs `down`: deletes the kind cluster, after asking unless `--yes`.
+/// Runs `down`: deletes the kind cluster, after asking unless `--yes`. Without kind it stops
+/// as `up` does (a missing prerequisite, exit 2), before asking anything; flags are checked
+/// before that.
 pub fn down(r: &dyn Runner, args: DownArgs) -> Result<()> {
+    if !args.yes && !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(
+            "appctl down deletes the cluster and everything in it: pass --yes when not at a terminal".into(),
+        ));
+    }
+    let kind = Observed {
+        kind: tools::kind(r),
+        ..Observed::nothing()
+    };
+    // Any kind can delete a cluster: only a missing or broken one stops `down`.
+    if !matches!(kind.kind, Tool::Present { .. }) {
+        let missing: Vec<_> = plan::prerequisites(&kind)
+            .into_iter()
+            .filter(|m| m.tool == "kind")
+            .collect();
+        return Err(up::prerequisites_error(&missing));
+    }
     if !args.yes {
-        if !std::io::stdin().is_terminal() {
-            return Err(Error::Usage(
-                "appctl down deletes the cluster and everything in it: pass --yes when not at a terminal".into(),
-            ));
-        }
         eprint!("Delete the kind cluster {CLUSTER} and everything in it? [y/N] ");
         let mut answer = String::new();
         std::io::stdin()
             .read_line(&mut answer)
-            .map_err(|e| Error::Io(e.to_string()))?;
+            .map_err(Error::io("reading the answer from the terminal"))?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
             println!("nothing deleted");
             return Ok(());

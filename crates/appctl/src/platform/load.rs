@@ -26,7 +26,7 @@ pub struct LoadArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Also show the metrics-app HPA's current/desired replicas each second.
+    /// Also show the metrics-app HPA's current/desired replicas (watched, on every change).
     #[arg(long)]
     pub watch_hpa: bool,
 }
@@ -56,9 +56,9 @@ pub struct LoadConfig {
 impl LoadArgs {
     /// Validates the flags.
     pub fn validate(&self) -> Result<LoadConfig> {
-        let url = reqwest::Url::parse(&self.url).map_err(|_| {
+        let url = reqwest::Url::parse(&self.url).map_err(|e| {
             Error::Usage(format!(
-                "URL {:?}: expected an absolute http:// URL",
+                "URL {:?}: expected an absolute http:// URL ({e})",
                 self.url
             ))
         })?;
@@ -102,6 +102,9 @@ pub struct Summary {
     pub requests: usize,
     /// Non-2xx answers and failed requests.
     pub errors: usize,
+    /// The errors by cause: an HTTP status, or why there was no answer (`refused`, `reset`,
+    /// `timeout`, `dns`, `tls`, `error`), named as `appctl diagnose` names them.
+    pub causes: std::collections::BTreeMap<String, usize>,
     /// Median latency, ms.
     pub p50_ms: f64,
     /// 99th percentile, ms.
@@ -114,6 +117,7 @@ pub struct Summary {
 struct Stats {
     latencies_ms: Vec<f64>,
     errors: usize,
+    causes: std::collections::BTreeMap<String, usize>,
 }
 
 impl Stats {
@@ -130,6 +134,7 @@ impl Stats {
         Summary {
             requests: v.len(),
             errors: self.errors,
+            causes: self.causes.clone(),
             p50_ms: q(0.5),
             p99_ms: q(0.99),
             rate: v.len() as f64 / elapsed.as_secs_f64().max(0.001),
@@ -142,20 +147,23 @@ const MAX_SAMPLES: usize = 2_000_000;
 
 async fn one(client: &reqwest::Client, url: &str, stats: &Mutex<Stats>) {
     let t = Instant::now();
-    let ok = match client.get(url).send().await {
+    let failure = match client.get(url).send().await {
         Ok(r) => {
-            let good = r.status().is_success();
+            let status = r.status();
             let _ = r.bytes().await;
-            good
+            (!status.is_success()).then(|| status.as_u16().to_string())
         }
-        Err(_) => false,
+        Err(e) => Some(crate::diagnose::collect::http::classify(&e).label()),
     };
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     if let Ok(mut s) = stats.lock() {
         if s.latencies_ms.len() < MAX_SAMPLES {
             s.latencies_ms.push(ms);
         }
-        s.errors += usize::from(!ok);
+        if let Some(cause) = failure {
+            s.errors += 1;
+            *s.causes.entry(cause).or_default() += 1;
+        }
     }
 }
 
@@ -165,7 +173,7 @@ pub async fn run(cfg: &LoadConfig, mut tick: impl FnMut(Duration, &Summary)) -> 
         .timeout(cfg.timeout)
         .no_proxy()
         .build()
-        .map_err(|e| Error::Http(e.to_string()))?;
+        .map_err(Error::http(format!("a client for {}", cfg.url)))?;
     let stats = Arc::new(Mutex::new(Stats::default()));
     let started = Instant::now();
     let end = started + cfg.duration;
@@ -232,15 +240,9 @@ pub async fn command(args: LoadArgs) -> Result<()> {
     let hpa_line = Arc::new(Mutex::new(String::new()));
     let watcher = kube.map(|client| {
         let line = hpa_line.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Ok(h) = super::cluster::hpas(&client, "metrics-app").await
-                    && let Some(h) = h.first()
-                    && let Ok(mut l) = line.lock()
-                {
-                    *l = format!("  hpa {}/{} (desired {})", h.current, h.max, h.desired);
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        super::cluster::watch_hpas(&client, "metrics-app", move |h| {
+            if let Ok(mut l) = line.lock() {
+                *l = format!("  hpa {}/{} (desired {})", h.current, h.max, h.desired);
             }
         })
     });
@@ -259,17 +261,52 @@ pub async fn command(args: LoadArgs) -> Result<()> {
     if let Some(w) = watcher {
         w.abort();
     }
+    let causes = describe_causes(&summary.causes);
     println!(
-        "{} requests in {}, {:.0} req/s, {} errors, p50 {:.1} ms, p99 {:.1} ms",
+        "{} requests in {}, {:.0} req/s, {} errors{}, p50 {:.1} ms, p99 {:.1} ms",
         summary.requests,
         humantime::format_duration(cfg.duration),
         summary.rate,
         summary.errors,
+        if causes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({causes})")
+        },
         summary.p50_ms,
         summary.p99_ms
     );
     if summary.errors > 0 {
-        return Err(Error::Http(format!("{} requests failed", summary.errors)));
+        return Err(Error::LoadErrors {
+            failed: summary.errors,
+            causes,
+        });
     }
     Ok(())
+}
+
+/// `refused ×3, 503 ×1`: the causes, most frequent first.
+pub fn describe_causes(causes: &std::collections::BTreeMap<String, usize>) -> String {
+    let mut by_count: Vec<_> = causes.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    by_count
+        .iter()
+        .map(|(cause, n)| format!("{cause} ×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_listed_most_frequent_first() {
+        let causes = [("503", 1), ("refused", 3), ("reset", 1)]
+            .into_iter()
+            .map(|(c, n)| (c.to_string(), n))
+            .collect();
+        assert_eq!(describe_causes(&causes), "refused ×3, 503 ×1, reset ×1");
+        assert_eq!(describe_causes(&Default::default()), "");
+    }
 }

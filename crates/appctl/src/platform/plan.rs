@@ -55,6 +55,43 @@ pub struct RootApp {
     pub auto_sync: bool,
 }
 
+/// What OpenBao (the secret backend) says, asked through a port-forward with the token from
+/// Secret `openbao/openbao-token` for the app's password. The synced Kubernetes Secret is not
+/// evidence: External Secrets keeps it after OpenBao (dev mode, in memory) lost its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum Backend {
+    /// OpenBao answered with the password.
+    PasswordPresent,
+    /// OpenBao accepted the token but has no password: it restarted (dev mode keeps
+    /// everything in memory) or the password was never written.
+    PasswordMissing,
+    /// OpenBao refused the token: it runs with a root token that is no longer the one in
+    /// Secret `openbao-token` (that Secret was lost and recreated).
+    TokenRejected,
+    /// OpenBao runs, but Secret `openbao/openbao-token` with its root token is gone.
+    RunningWithoutToken,
+    /// Nothing to ask: OpenBao is not installed or not ready, or did not answer.
+    NotRunning {
+        /// Why, e.g. `no ready pod app.kubernetes.io/name=openbao`.
+        reason: String,
+    },
+}
+
+impl Backend {
+    /// From the status code of OpenBao's answer to a KV v2 read of the password.
+    pub fn from_kv_status(status: u16) -> Self {
+        match status {
+            200 => Self::PasswordPresent,
+            404 => Self::PasswordMissing,
+            401 | 403 => Self::TokenRejected,
+            other => Self::NotRunning {
+                reason: format!("OpenBao answered {other}"),
+            },
+        }
+    }
+}
+
 /// Everything `up` looks at before acting.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Observed {
@@ -74,12 +111,15 @@ pub struct Observed {
     pub argocd_installed: bool,
     /// The bootstrap manifests (git server, ArgoCD UI service) are applied.
     pub bootstrap_applied: bool,
-    /// The secret backend's token Secrets exist.
+    /// Digest of deploy/bootstrap when appctl last applied it (ConfigMap
+    /// `gitops/appctl-state`, key `bootstrap-sha256`).
+    pub bootstrap_digest: Option<String>,
+    /// The secret backend's token Secrets exist in `openbao` and `external-secrets` and agree.
     pub backend_token_present: bool,
     /// Commit the in-cluster git server has on `main`, if reachable.
     pub git_server_revision: Option<String>,
-    /// The password is in the secret backend.
-    pub password_present: bool,
+    /// What OpenBao says about the password and the token.
+    pub backend: Backend,
     /// The root Application, if it exists.
     pub root_app: Option<RootApp>,
     /// Every Application's state.
@@ -98,9 +138,12 @@ impl Observed {
             image_loaded: false,
             argocd_installed: false,
             bootstrap_applied: false,
+            bootstrap_digest: None,
             backend_token_present: false,
             git_server_revision: None,
-            password_present: false,
+            backend: Backend::NotRunning {
+                reason: "no cluster".into(),
+            },
             root_app: None,
             apps: Vec::new(),
         }
@@ -132,6 +175,8 @@ pub struct UpOptions {
     pub image_tag: String,
     /// Manifest source.
     pub source: Source,
+    /// Digest of deploy/bootstrap in this checkout.
+    pub bootstrap_digest: String,
 }
 
 /// Repository URL of the in-cluster git server (docs/platform-contract.md).
@@ -156,10 +201,13 @@ pub enum Action {
     },
     /// ArgoCD's pinned install manifest, server-side applied.
     InstallArgoCd,
-    /// deploy/bootstrap: the git server and the ArgoCD UI NodePort.
+    /// deploy/bootstrap/*.yaml: the git server, the ArgoCD UI NodePort, ArgoCD settings.
     ApplyBootstrap,
     /// Secret `openbao-token` in `openbao` and `external-secrets`.
     CreateBackendToken,
+    /// Restart OpenBao so it runs with the token in Secret `openbao-token` (dev mode: it
+    /// starts empty, so the password is written again after it).
+    RestartSecretBackend,
     /// `git push` of the checkout to the in-cluster git server.
     PushCheckout {
         /// Commit pushed.
@@ -281,6 +329,12 @@ pub fn plan(o: &Observed, opts: &UpOptions) -> Result<Vec<Step>, Vec<Missing>> {
     if !missing.is_empty() {
         return Err(missing);
     }
+    Ok(steps(o, opts))
+}
+
+/// The ordered steps of `up` whatever the prerequisites say: what `--dry-run` shows, next to
+/// the missing prerequisites a real run would stop on.
+pub fn steps(o: &Observed, opts: &UpOptions) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut step = |action: Action, run: bool, reason: &str| {
         steps.push(Step {
@@ -329,12 +383,15 @@ pub fn plan(o: &Observed, opts: &UpOptions) -> Result<Vec<Step>, Vec<Missing>> {
             "ArgoCD not installed"
         },
     );
-    let boot = o.bootstrap_applied && !fresh;
+    let present = o.bootstrap_applied && !fresh;
+    let boot = present && o.bootstrap_digest.as_deref() == Some(opts.bootstrap_digest.as_str());
     step(
         Action::ApplyBootstrap,
         !boot,
         if boot {
             "git server and ArgoCD UI service present, skipping"
+        } else if present {
+            "deploy/bootstrap changed since appctl applied it"
         } else {
             "git server and ArgoCD UI service missing"
         },
@@ -345,8 +402,26 @@ pub fn plan(o: &Observed, opts: &UpOptions) -> Result<Vec<Step>, Vec<Missing>> {
         !token,
         if token {
             "secret backend token present, skipping"
-        } else {
+        } else if fresh || !o.argocd_installed {
             "secret backend token missing (generated, never written to git or disk)"
+        } else {
+            "secret backend token lost or the two copies differ: a new one (generated, never written to git or disk)"
+        },
+    );
+    let backend_runs = !fresh && !matches!(o.backend, Backend::NotRunning { .. });
+    let rejected = !fresh && o.backend == Backend::TokenRejected;
+    let restart = backend_runs && (!token || rejected);
+    step(
+        Action::RestartSecretBackend,
+        restart,
+        if rejected {
+            "OpenBao rejects the token in Secret openbao-token (its root token was lost): restarting it with that token"
+        } else if restart {
+            "OpenBao runs with the lost token: restarting it with the new one"
+        } else if backend_runs {
+            "OpenBao accepts the token, skipping"
+        } else {
+            "OpenBao not running yet, nothing to restart"
         },
     );
     let (repo_url, revision) = match &opts.source {
@@ -391,14 +466,17 @@ pub fn plan(o: &Observed, opts: &UpOptions) -> Result<Vec<Step>, Vec<Missing>> {
             "root Application missing"
         },
     );
-    let pw = o.password_present && !fresh;
+    let pw = !fresh && !restart && o.backend == Backend::PasswordPresent;
     step(
         Action::WritePassword,
         !pw,
-        if pw {
-            "password present in the secret backend, skipping"
-        } else {
-            "password not in the secret backend (OpenBao dev mode keeps it in memory)"
+        match &o.backend {
+            _ if pw => "password present in OpenBao, skipping",
+            _ if restart => "OpenBao restarts empty (dev mode): writing the password again",
+            Backend::PasswordMissing => {
+                "password lost from OpenBao (dev mode keeps it in memory, gone after a restart): writing it again"
+            }
+            _ => "password not in OpenBao yet: written once OpenBao runs",
         },
     );
     let all_ready = !o.apps.is_empty() && o.apps.iter().all(AppState::is_ready) && root_ok;
@@ -416,7 +494,7 @@ pub fn plan(o: &Observed, opts: &UpOptions) -> Result<Vec<Step>, Vec<Missing>> {
         true,
         "/counter must answer through the gateway",
     );
-    Ok(steps)
+    steps
 }
 
 #[cfg(test)]
@@ -447,6 +525,7 @@ mod tests {
             source: Source::Local {
                 commit: "3f2a1c0".into(),
             },
+            bootstrap_digest: "b1".into(),
         }
     }
 
@@ -457,7 +536,12 @@ mod tests {
     #[test]
     fn fresh_machine_runs_every_step_in_order() {
         let steps = plan(&tools(), &local()).expect("plan");
-        assert!(steps.iter().all(|s| s.run), "{steps:#?}");
+        assert!(
+            steps
+                .iter()
+                .all(|s| s.run != (s.action == Action::RestartSecretBackend)),
+            "everything runs but the restart of an OpenBao that does not exist yet: {steps:#?}"
+        );
         let names: Vec<String> = steps
             .iter()
             .map(|s| {
@@ -477,6 +561,7 @@ mod tests {
                 "InstallArgoCd",
                 "ApplyBootstrap",
                 "CreateBackendToken",
+                "RestartSecretBackend",
                 "PushCheckout",
                 "ApplyRootApp",
                 "WritePassword",
@@ -492,9 +577,10 @@ mod tests {
             image_loaded: true,
             argocd_installed: true,
             bootstrap_applied: true,
+            bootstrap_digest: Some("b1".into()),
             backend_token_present: true,
             git_server_revision: Some("3f2a1c0".into()),
-            password_present: true,
+            backend: Backend::PasswordPresent,
             root_app: Some(RootApp {
                 repo_url: IN_CLUSTER_REPO.into(),
                 revision: "main".into(),
@@ -530,6 +616,7 @@ mod tests {
             source: Source::Local {
                 commit: "9b8c7d6".into(),
             },
+            bootstrap_digest: "b1".into(),
         };
         let steps = plan(&o, &opts).expect("plan");
         let run = running(&steps);
@@ -547,10 +634,19 @@ mod tests {
         assert!(root.run && root.reason.contains("points elsewhere"));
     }
 
+    fn step<'a>(steps: &'a [Step], action: &Action) -> &'a Step {
+        steps
+            .iter()
+            .find(|s| &s.action == action)
+            .expect("the step is planned")
+    }
+
     #[test]
-    fn partly_synced_platform_waits_and_rewrites_a_lost_password() {
+    fn partly_synced_platform_waits_and_rewrites_a_password_openbao_lost() {
+        // OpenBao restarted (dev mode): the synced Kubernetes Secret is still there, but
+        // OpenBao answers 404 for the password.
         let mut o = everything_up();
-        o.password_present = false;
+        o.backend = Backend::from_kv_status(404);
         o.apps[0].health = "Progressing".into();
         let steps = plan(&o, &local()).expect("plan");
         assert_eq!(
@@ -561,7 +657,93 @@ mod tests {
                 &Action::CheckGateway
             ]
         );
-        assert!(steps[9].reason.starts_with("waiting"));
+        assert!(
+            step(&steps, &Action::WritePassword)
+                .reason
+                .contains("password lost from OpenBao")
+        );
+        assert!(
+            step(&steps, &Action::WaitSynced)
+                .reason
+                .starts_with("waiting")
+        );
+    }
+
+    #[test]
+    fn a_lost_openbao_root_token_restarts_openbao_and_writes_the_password_again() {
+        // The token Secret was deleted: a new token is made, OpenBao (still running with the
+        // old one) is restarted with it, and the password written into the empty OpenBao.
+        let mut o = everything_up();
+        o.backend_token_present = false;
+        let steps = plan(&o, &local()).expect("plan");
+        assert_eq!(
+            running(&steps)[..3],
+            [
+                &Action::CreateBackendToken,
+                &Action::RestartSecretBackend,
+                &Action::WritePassword
+            ]
+        );
+        assert!(
+            step(&steps, &Action::CreateBackendToken)
+                .reason
+                .contains("lost")
+        );
+        // The token Secret is present but OpenBao refuses it.
+        let mut o = everything_up();
+        o.backend = Backend::from_kv_status(403);
+        let steps = plan(&o, &local()).expect("plan");
+        assert_eq!(
+            running(&steps)[..2],
+            [&Action::RestartSecretBackend, &Action::WritePassword]
+        );
+        assert!(
+            step(&steps, &Action::RestartSecretBackend)
+                .reason
+                .contains("rejects the token")
+        );
+    }
+
+    #[test]
+    fn openbao_not_running_yet_is_not_restarted_and_gets_the_password_later() {
+        let mut o = everything_up();
+        o.backend = Backend::NotRunning {
+            reason: "no ready pod".into(),
+        };
+        let steps = plan(&o, &local()).expect("plan");
+        assert!(!step(&steps, &Action::RestartSecretBackend).run);
+        let write = step(&steps, &Action::WritePassword);
+        assert!(
+            write.run && write.reason.contains("once OpenBao runs"),
+            "{write:?}"
+        );
+        assert_eq!(Backend::from_kv_status(200), Backend::PasswordPresent);
+        assert_eq!(Backend::from_kv_status(401), Backend::TokenRejected);
+        assert!(matches!(
+            Backend::from_kv_status(503),
+            Backend::NotRunning { .. }
+        ));
+    }
+
+    #[test]
+    fn a_changed_bootstrap_directory_is_applied_again() {
+        // E.g. a new deploy/bootstrap/argocd-cm.yaml on a cluster made before it existed.
+        let mut o = everything_up();
+        o.bootstrap_digest = Some("b0".into());
+        let steps = plan(&o, &local()).expect("plan");
+        assert_eq!(
+            running(&steps),
+            vec![
+                &Action::ApplyBootstrap,
+                &Action::WaitSynced,
+                &Action::CheckGateway
+            ]
+        );
+        assert!(
+            step(&steps, &Action::ApplyBootstrap)
+                .reason
+                .contains("changed")
+        );
     }
 
     #[test]
@@ -586,6 +768,7 @@ mod tests {
                 url: "https://github.com/you/metrics-app.git".into(),
                 revision: "v1.2.0".into(),
             },
+            bootstrap_digest: "b1".into(),
         };
         let steps = plan(&tools(), &opts).expect("plan");
         assert!(
@@ -599,6 +782,15 @@ mod tests {
                 revision: "v1.2.0".into(),
                 tag: "3f2a1c0".into()
             }));
+    }
+
+    #[test]
+    fn without_prerequisites_the_steps_are_still_the_fresh_machine_plan() {
+        // What --dry-run shows on a machine without the tools: the whole plan, plus the list
+        // of what a real run would stop on.
+        let o = Observed::nothing();
+        assert_eq!(prerequisites(&o).len(), 4);
+        assert_eq!(steps(&o, &local()), plan(&tools(), &local()).expect("plan"));
     }
 
     #[test]

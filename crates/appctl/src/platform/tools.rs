@@ -93,15 +93,16 @@ pub fn image_loaded(r: &dyn Runner, tag: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The image tag for this checkout: the short commit, `-dirty` with uncommitted changes.
-pub fn image_tag(r: &dyn Runner) -> Result<(String, String), RunError> {
+/// The image tag for the checkout at `root`: the short commit, `-dirty` with uncommitted
+/// changes; and the commit.
+pub fn image_tag(r: &dyn Runner, root: &str) -> Result<(String, String), RunError> {
     let commit = r
-        .run("git", &["rev-parse", "--short=12", "HEAD"])?
+        .run("git", &["-C", root, "rev-parse", "--short=12", "HEAD"])?
         .stdout
         .trim()
         .to_string();
     let dirty = !r
-        .run("git", &["status", "--porcelain"])?
+        .run("git", &["-C", root, "status", "--porcelain"])?
         .stdout
         .trim()
         .is_empty();
@@ -116,14 +117,15 @@ pub fn image_tag(r: &dyn Runner) -> Result<(String, String), RunError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::platform::runner::Output;
+    use crate::platform::runner::{Cmd, Output};
     use std::collections::HashMap;
 
     /// Answers by program name; absent programs are "not found".
     struct Fake(HashMap<&'static str, Result<&'static str, &'static str>>);
 
     impl Runner for Fake {
-        fn run(&self, program: &str, args: &[&str]) -> Result<Output, RunError> {
+        fn run_cmd(&self, cmd: &Cmd) -> Result<Output, RunError> {
+            let program = cmd.program.as_str();
             match self.0.get(program) {
                 None => Err(RunError::NotFound {
                     program: program.into(),
@@ -134,7 +136,7 @@ mod tests {
                     stderr: String::new(),
                 }),
                 Some(Err(err)) => Err(RunError::Failed {
-                    command: format!("{program} {}", args.join(" ")),
+                    command: cmd.line(),
                     code: Some(1),
                     stderr: err.to_string(),
                 }),

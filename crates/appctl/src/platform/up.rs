@@ -4,14 +4,22 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use super::cluster;
-use super::plan::{self, Action, Observed, Source, Step, UpOptions};
-use super::runner::Runner;
+use super::plan::{self, Action, Backend, Observed, Source, Step, UpOptions};
+use super::runner::{Cmd, RunError, Runner};
 use super::tools::{self, CLUSTER};
 use super::{Error, Result};
 
 /// ArgoCD release installed (docs/deploy.md).
-pub const ARGOCD_VERSION: &str = "v3.3.0";
+// renovate: datasource=github-releases depName=argoproj/argo-cd
+pub const ARGOCD_VERSION: &str = "v3.3.14";
+/// SHA-256 of `manifests/install.yaml` at [`ARGOCD_VERSION`]: what is applied to the cluster is
+/// exactly what was pinned, not whatever the URL serves today. Bump it with the version:
+/// `git show <version>:manifests/install.yaml | sha256sum` in a clone of argoproj/argo-cd.
+pub const ARGOCD_MANIFEST_SHA256: &str =
+    "74fe2e5b57b1ca652078c262e057b563efc4dcd317d734479185c2623177aea8";
 /// Where its install manifest is fetched from.
 pub fn argocd_manifest_url() -> String {
     format!(
@@ -20,6 +28,11 @@ pub fn argocd_manifest_url() -> String {
 }
 /// The app URL through the gateway.
 pub const APP_URL: &str = "http://metrics-app.localtest.me/counter";
+/// OpenBao's server pods (chart `openbao`, release `openbao`).
+pub const OPENBAO_PODS: &str = "app.kubernetes.io/name=openbao";
+/// Where the app's password lives in OpenBao (KV v2 at `secret/`), as the ExternalSecret
+/// reads it.
+pub const OPENBAO_PASSWORD_PATH: &str = "/v1/secret/data/metrics-app-password";
 
 /// Checked options of `up`.
 #[derive(Debug, Clone)]
@@ -36,15 +49,21 @@ pub struct UpConfig {
     pub timeout: Duration,
 }
 
-/// Observes the machine and, when the cluster exists, the platform in it.
-pub async fn observe(r: &dyn Runner, tag: &str) -> Observed {
-    let mut o = Observed {
+/// The tools on this machine.
+pub fn observe_tools(r: &dyn Runner) -> Observed {
+    Observed {
         docker: tools::docker(r),
         kind: tools::kind(r),
         kubectl: tools::kubectl(r),
         git: tools::git(r),
         ..Observed::nothing()
-    };
+    }
+}
+
+/// Observes, on top of the tools in `machine`, the cluster and the platform in it when it
+/// exists. Read-only; anything that cannot be read counts as absent.
+pub async fn observe(r: &dyn Runner, machine: Observed, tag: &str) -> Observed {
+    let mut o = machine;
     if !matches!(o.kind, plan::Tool::Present { .. }) {
         return o;
     }
@@ -57,7 +76,7 @@ pub async fn observe(r: &dyn Runner, tag: &str) -> Observed {
         return o;
     };
     use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+    use k8s_openapi::api::core::v1::{ConfigMap, Service};
     use kube::Api;
     let dep = |ns: &str| Api::<Deployment>::namespaced(client.clone(), ns);
     o.argocd_installed = dep("argocd")
@@ -78,32 +97,28 @@ pub async fn observe(r: &dyn Runner, tag: &str) -> Observed {
             .ok()
             .flatten()
             .is_some();
-    let secret = |ns: &str| Api::<Secret>::namespaced(client.clone(), ns);
-    o.backend_token_present = secret("openbao")
-        .get_opt("openbao-token")
-        .await
-        .ok()
-        .flatten()
-        .is_some()
-        && secret("external-secrets")
-            .get_opt("openbao-token")
-            .await
-            .ok()
-            .flatten()
-            .is_some();
-    o.git_server_revision = Api::<ConfigMap>::namespaced(client.clone(), "gitops")
+    let token = |ns: &'static str| {
+        let client = client.clone();
+        async move {
+            cluster::secret_value_opt(&client, ns, "openbao-token", "token")
+                .await
+                .ok()
+                .flatten()
+        }
+    };
+    let (bao_token, eso_token) = (token("openbao").await, token("external-secrets").await);
+    // Both copies, and the same: External Secrets reads OpenBao with the second.
+    o.backend_token_present = bao_token.is_some() && bao_token == eso_token;
+    o.backend = observe_backend(&client, bao_token.as_deref()).await;
+    let state = Api::<ConfigMap>::namespaced(client.clone(), "gitops")
         .get_opt("appctl-state")
         .await
         .ok()
         .flatten()
         .and_then(|c| c.data)
-        .and_then(|d| d.get("pushed-commit").cloned());
-    o.password_present = secret("metrics-app")
-        .get_opt("metrics-app-password")
-        .await
-        .ok()
-        .flatten()
-        .is_some();
+        .unwrap_or_default();
+    o.git_server_revision = state.get("pushed-commit").cloned();
+    o.bootstrap_digest = state.get("bootstrap-sha256").cloned();
     o.root_app = cluster::root_app(&client).await.ok().flatten();
     o.apps = cluster::application_states(&client)
         .await
@@ -111,16 +126,146 @@ pub async fn observe(r: &dyn Runner, tag: &str) -> Observed {
     o
 }
 
-/// A client for the kind cluster's context.
+/// Asks OpenBao itself, through a port-forward, whether it has the password and accepts the
+/// token: after a restart (dev mode) it has lost both, while the synced Secret stays.
+async fn observe_backend(client: &kube::Client, token: Option<&str>) -> Backend {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ListParams};
+    let pods = Api::<Pod>::namespaced(client.clone(), "openbao")
+        .list(&ListParams::default().labels(OPENBAO_PODS))
+        .await;
+    let Some(pod) = pods
+        .ok()
+        .and_then(|l| l.items.into_iter().find(cluster::pod_ready))
+        .and_then(|p| p.metadata.name)
+    else {
+        return Backend::NotRunning {
+            reason: format!("no ready pod {OPENBAO_PODS} in openbao"),
+        };
+    };
+    let Some(token) = token else {
+        return Backend::RunningWithoutToken;
+    };
+    let (port, task) = match cluster::port_forward(client, "openbao", &pod, 8200).await {
+        Ok(f) => f,
+        Err(e) => {
+            return Backend::NotRunning {
+                reason: e.to_string(),
+            };
+        }
+    };
+    let backend = ask_backend(&format!("http://127.0.0.1:{port}"), token).await;
+    task.abort();
+    backend
+}
+
+/// Reads the password from the OpenBao at `base` (KV v2) with `token`: what OpenBao says about
+/// it. Only the status and whether a non-empty `password` came back are looked at.
+pub async fn ask_backend(base: &str, token: &str) -> Backend {
+    let client = match crate::http()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            return Backend::NotRunning {
+                reason: e.to_string(),
+            };
+        }
+    };
+    let resp = match client
+        .get(format!("{base}{OPENBAO_PASSWORD_PATH}"))
+        .header("X-Vault-Token", token)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return Backend::NotRunning {
+                reason: format!("OpenBao did not answer: {e}"),
+            };
+        }
+    };
+    match Backend::from_kv_status(resp.status().as_u16()) {
+        Backend::PasswordPresent => {
+            let body: serde_json::Value = resp.json_value().await;
+            let has = body["data"]["data"]["password"]
+                .as_str()
+                .is_some_and(|p| !p.is_empty());
+            if has {
+                Backend::PasswordPresent
+            } else {
+                Backend::PasswordMissing
+            }
+        }
+        other => other,
+    }
+}
+
+/// The body of a response as JSON (`null` when it is not JSON).
+trait JsonValue {
+    async fn json_value(self) -> serde_json::Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> serde_json::Value {
+        let bytes = self.bytes().await.unwrap_or_default();
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Where kube-rs looks for the kubeconfig: `KUBECONFIG`, else `~/.kube/config`.
+fn kubeconfig_location() -> String {
+    match std::env::var("KUBECONFIG") {
+        Ok(v) if !v.is_empty() => v,
+        _ => std::env::var("HOME")
+            .map(|h| format!("{h}/.kube/config"))
+            .unwrap_or_else(|_| "~/.kube/config".into()),
+    }
+}
+
+/// A client for the kind cluster's context; [`Error::NoCluster`] (exit 3) when there is no
+/// kubeconfig or no `kind-metrics-app` context in it, [`Error::ClusterUnreachable`] (exit 3)
+/// when its API server does not answer.
 pub async fn kind_client() -> Result<kube::Client> {
-    let options = kube::config::KubeConfigOptions {
-        context: Some(format!("kind-{CLUSTER}")),
+    use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
+    let context = format!("kind-{CLUSTER}");
+    let no_cluster = |reason: String| Error::NoCluster {
+        kubeconfig: kubeconfig_location(),
+        reason,
+    };
+    let kc = Kubeconfig::read().map_err(|e| {
+        no_cluster(match &e {
+            KubeconfigError::ReadConfig(io, _) if io.kind() == std::io::ErrorKind::NotFound => {
+                "no such file".into()
+            }
+            KubeconfigError::ReadConfig(io, _) => io.to_string(),
+            other => other.to_string(),
+        })
+    })?;
+    if !kc.contexts.iter().any(|c| c.name == context) {
+        return Err(no_cluster(format!("no context {context}")));
+    }
+    let options = KubeConfigOptions {
+        context: Some(context.clone()),
         ..Default::default()
     };
-    let config = kube::Config::from_kubeconfig(&options)
+    let config = kube::Config::from_custom_kubeconfig(kc, &options)
         .await
-        .map_err(|e| Error::NotFound(format!("kubeconfig context kind-{CLUSTER}: {e}")))?;
-    Ok(kube::Client::try_from(config)?)
+        .map_err(|e| no_cluster(format!("context {context}: {e}")))?;
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config)
+        .map_err(Error::kube(format!("a client for context {context}")))?;
+    // One cheap call, so "the cluster is not there" is told apart from a failing request.
+    match client.apiserver_version().await {
+        Err(e) if !matches!(e, kube::Error::Api(_)) => Err(Error::ClusterUnreachable {
+            context,
+            server,
+            source: Box::new(e),
+        }),
+        _ => Ok(client),
+    }
 }
 
 /// Prints the plan: one line per step, with `run` or `skip` and the reason.
@@ -144,6 +289,7 @@ fn describe(a: &Action) -> String {
         Action::InstallArgoCd => format!("install ArgoCD {ARGOCD_VERSION}"),
         Action::ApplyBootstrap => "apply deploy/bootstrap".into(),
         Action::CreateBackendToken => "create the secret backend token".into(),
+        Action::RestartSecretBackend => "restart OpenBao".into(),
         Action::PushCheckout { commit } => format!("push {commit} to the git server"),
         Action::ApplyRootApp { revision, .. } => format!("apply root Application @ {revision}"),
         Action::WritePassword => "write PASSWORD into OpenBao".into(),
@@ -154,19 +300,29 @@ fn describe(a: &Action) -> String {
 
 /// Runs `up`.
 pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
-    // Prerequisites first: nothing else runs (not even git) when one is missing.
-    let machine = Observed {
-        docker: tools::docker(r),
-        kind: tools::kind(r),
-        kubectl: tools::kubectl(r),
-        git: tools::git(r),
-        ..Observed::nothing()
-    };
+    // Prerequisites first: nothing else runs (not even git) when one is missing, except for a
+    // dry run, which shows the whole plan and what a real run would stop on.
+    let machine = observe_tools(r);
     let missing = plan::prerequisites(&machine);
-    if !missing.is_empty() {
+    if !missing.is_empty() && !cfg.dry_run {
         return Err(prerequisites_error(&missing));
     }
-    let (tag, commit) = tools::image_tag(r)?;
+    let mut stoppers: Vec<String> = missing
+        .iter()
+        .map(|m| format!("  {}: {} — {}", m.tool, m.problem, m.fix))
+        .collect();
+    let (tag, commit) = if missing.iter().any(|m| m.tool == "git") {
+        ("<commit>".to_string(), "<commit>".to_string())
+    } else {
+        match tools::image_tag(r, &path(&cfg.root)) {
+            Ok(t) => t,
+            Err(e) if cfg.dry_run => {
+                stoppers.push(format!("  git: {e}"));
+                ("<commit>".to_string(), "<commit>".to_string())
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let source = match &cfg.remote {
         Some((url, revision)) => Source::Remote {
             url: url.clone(),
@@ -176,14 +332,22 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
             commit: commit.clone(),
         },
     };
-    let observed = observe(r, &tag).await;
+    let bootstrap = bootstrap_files(&cfg.root)?;
+    let observed = observe(r, machine, &tag).await;
     let opts = UpOptions {
         image_tag: tag.clone(),
         source,
+        bootstrap_digest: bootstrap_digest(&bootstrap),
     };
-    let steps = plan::plan(&observed, &opts).map_err(|m| prerequisites_error(&m))?;
+    let steps = plan::steps(&observed, &opts);
     print_plan(&steps);
     if cfg.dry_run {
+        if !stoppers.is_empty() {
+            println!(
+                "\nA real run would stop before step 1 (exit 2), changing nothing, on:\n{}",
+                stoppers.join("\n")
+            );
+        }
         println!("\n--dry-run: nothing was changed");
         return Ok(());
     }
@@ -232,18 +396,36 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
             Action::InstallArgoCd => {
                 let c = connect(&mut client).await?;
                 ensure_namespace(&c, "argocd").await?;
-                let yaml = fetch(&argocd_manifest_url()).await?;
+                let url = argocd_manifest_url();
+                let yaml = fetch_verified(&url, ARGOCD_MANIFEST_SHA256).await?;
+                println!("    {url}: SHA-256 {ARGOCD_MANIFEST_SHA256} as pinned");
                 let n = cluster::apply_yaml(&c, &yaml, Some("argocd")).await?;
                 println!("    {n} objects applied (server-side)");
+                // The root Application is created later: its kind must be served by then.
+                cluster::wait_crd_established(
+                    &c,
+                    "applications.argoproj.io",
+                    Duration::from_secs(120),
+                )
+                .await?;
             }
             Action::ApplyBootstrap => {
                 let c = connect(&mut client).await?;
-                for f in ["git-server.yaml", "argocd-ui.yaml"] {
-                    let yaml = read(&cfg.root.join("deploy/bootstrap").join(f))?;
+                for (file, yaml) in &bootstrap {
                     // Its own field manager: re-applying ArgoCD's install manifest (which has
-                    // an empty argocd-cmd-params-cm) must not drop server.insecure.
-                    cluster::apply_yaml_as(&c, &yaml, None, "appctl-bootstrap").await?;
+                    // an empty argocd-cm and argocd-cmd-params-cm) must not drop our settings.
+                    let n = cluster::apply_yaml_as(&c, yaml, None, BOOTSTRAP_MANAGER).await?;
+                    println!("    {}: {n} objects applied", file.display());
                 }
+                // Recorded under the same field manager, so the `pushed-commit` apply (manager
+                // appctl) does not remove it.
+                let state = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "appctl-state", "namespace": "gitops"},
+                    "data": {"bootstrap-sha256": opts.bootstrap_digest}
+                }))
+                .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
+                cluster::apply_object_as(&c, state, None, BOOTSTRAP_MANAGER).await?;
                 // argocd-server reads server.insecure at start.
                 cluster::restart_deployment(&c, "argocd", "argocd-server").await?;
             }
@@ -254,6 +436,13 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
                     ensure_namespace(&c, ns).await?;
                     apply_secret(&c, ns, "openbao-token", "token", &token).await?;
                 }
+            }
+            Action::RestartSecretBackend => {
+                let c = connect(&mut client).await?;
+                // OpenBao's StatefulSet updates OnDelete (the chart's default), so a rollout
+                // restart would not replace the pod: delete it and wait for the new one.
+                let pod = cluster::replace_pods(&c, "openbao", OPENBAO_PODS, cfg.timeout).await?;
+                println!("    {pod} runs with the token in Secret openbao-token");
             }
             Action::PushCheckout { commit } => {
                 let c = connect(&mut client).await?;
@@ -267,7 +456,7 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
                 let c = connect(&mut client).await?;
                 let obj =
                     serde_json::from_value(cluster::root_application(repo_url, revision, tag))
-                        .map_err(|e| Error::Manifest(e.to_string()))?;
+                        .map_err(Error::manifest("the root Application"))?;
                 cluster::apply_object(&c, obj, None).await?;
             }
             Action::WritePassword => {
@@ -286,7 +475,7 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
             }
             Action::WaitSynced => {
                 let c = connect(&mut client).await?;
-                cluster::wait_synced(&c, cfg.timeout, Duration::from_secs(5), |states| {
+                cluster::wait_synced(&c, cfg.timeout, |states| {
                     let ready = states.iter().filter(|a| a.is_ready()).count();
                     let waiting: Vec<String> = states
                         .iter()
@@ -309,7 +498,48 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
     Ok(())
 }
 
-fn prerequisites_error(missing: &[plan::Missing]) -> Error {
+/// Field manager of what appctl applies on top of ArgoCD's install manifest.
+const BOOTSTRAP_MANAGER: &str = "appctl-bootstrap";
+
+/// Every `deploy/bootstrap/*.yaml` of the checkout, by name, with its text.
+pub fn bootstrap_files(root: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let dir = root.join("deploy/bootstrap");
+    let entries =
+        std::fs::read_dir(&dir).map_err(Error::io(format!("listing {}", dir.display())))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let file = entry
+            .map_err(Error::io(format!("listing {}", dir.display())))?
+            .path();
+        if file.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&file)
+                .map_err(Error::io(format!("reading {}", file.display())))?;
+            files.push((file, text));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// SHA-256 over the bootstrap files' names and contents: changes when a file is added,
+/// removed or edited.
+pub fn bootstrap_digest(files: &[(PathBuf, String)]) -> String {
+    let mut h = Sha256::new();
+    for (file, text) in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        h.update([0]);
+    }
+    hex(&h.finalize())
+}
+
+/// The error listing missing prerequisites, each with how to fix it (exit 2).
+pub fn prerequisites_error(missing: &[plan::Missing]) -> Error {
     Error::Prerequisites(
         missing
             .iter()
@@ -321,10 +551,6 @@ fn prerequisites_error(missing: &[plan::Missing]) -> Error {
 
 fn path(p: &Path) -> String {
     p.display().to_string()
-}
-
-fn read(p: &Path) -> Result<String> {
-    std::fs::read_to_string(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))
 }
 
 async fn connect(slot: &mut Option<kube::Client>) -> Result<kube::Client> {
@@ -339,15 +565,25 @@ async fn connect(slot: &mut Option<kube::Client>) -> Result<kube::Client> {
 /// Random bytes as hex, from the OS.
 pub fn random_hex(bytes: usize) -> Result<String> {
     let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).map_err(|e| Error::Io(format!("no randomness: {e}")))?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    getrandom::fill(&mut b).map_err(|e| Error::Io {
+        what: "reading random bytes from the OS".into(),
+        source: e
+            .raw_os_error()
+            .map(std::io::Error::from_raw_os_error)
+            .unwrap_or_else(|| std::io::Error::other(e.to_string())),
+    })?;
+    Ok(hex(&b))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 async fn ensure_namespace(c: &kube::Client, ns: &str) -> Result<()> {
     let obj = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}
     }))
-    .map_err(|e| Error::Manifest(e.to_string()))?;
+    .map_err(Error::manifest(format!("Namespace {ns}")))?;
     cluster::apply_object(c, obj, None).await
 }
 
@@ -363,50 +599,200 @@ async fn apply_secret(
         "metadata": {"name": name, "namespace": ns},
         "stringData": {key: value}
     }))
-    .map_err(|e| Error::Manifest(e.to_string()))?;
+    .map_err(Error::manifest(format!("Secret {ns}/{name}")))?;
     cluster::apply_object(c, obj, None).await
 }
 
-/// GETs an https:// URL (ArgoCD's pinned install manifest) with rustls, ring and the system's
-/// root certificates.
-async fn fetch(url: &str) -> Result<String> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
-
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-        .map_err(|e| Error::Http(format!("TLS roots: {e}")))?
-        .https_only()
-        .enable_http1()
-        .build();
-    let client: Client<_, Empty<bytes::Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| Error::Http(format!("{url}: {e}")))?;
-    let resp = tokio::time::timeout(Duration::from_secs(60), client.get(uri))
-        .await
-        .map_err(|_| Error::Http(format!("{url}: no answer within 60 s")))?
-        .map_err(|e| Error::Http(format!("{url}: {e}")))?;
-    if !resp.status().is_success() {
-        return Err(Error::Http(format!("{url}: {}", resp.status())));
+/// Checks that `body` (downloaded from `url`) has the SHA-256 `expected` (hex, any case).
+pub fn verify_sha256(url: &str, body: &[u8], expected: &str) -> Result<()> {
+    let actual = hex(&Sha256::digest(body));
+    if actual.eq_ignore_ascii_case(expected.trim()) {
+        Ok(())
+    } else {
+        Err(Error::Checksum {
+            url: url.into(),
+            expected: expected.trim().to_ascii_lowercase(),
+            actual,
+        })
     }
-    let body = resp
-        .into_body()
-        .collect()
+}
+
+/// GETs an https:// URL (ArgoCD's pinned install manifest) with reqwest over rustls and the
+/// platform's root certificates, and returns it only if it has the SHA-256 `sha256`.
+pub async fn fetch_verified(url: &str, sha256: &str) -> Result<String> {
+    let what = format!("GET {url}");
+    let client = crate::http()
+        .https_only(true)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(Error::http(format!("an HTTPS client for {url}")))?;
+    let resp = client
+        .get(url)
+        .send()
         .await
-        .map_err(|e| Error::Http(format!("{url}: {e}")))?
-        .to_bytes();
-    String::from_utf8(body.to_vec()).map_err(|_| Error::Http(format!("{url}: not UTF-8")))
+        .map_err(Error::http(what.clone()))?;
+    if !resp.status().is_success() {
+        return Err(Error::HttpStatus {
+            what,
+            status: resp.status().as_u16(),
+        });
+    }
+    let body = resp.bytes().await.map_err(Error::http(what))?;
+    verify_sha256(url, &body, sha256)?;
+    String::from_utf8(body.to_vec()).map_err(Error::manifest(url))
+}
+
+/// A `GIT_ASKPASS` program in a private temporary directory (removed on drop). It prints the
+/// password from the environment variable `APPCTL_GIT_PASSWORD`, so the password reaches git
+/// through its environment: never in an argument, a URL, the script, or a credential store.
+#[derive(Debug)]
+pub struct AskPass {
+    dir: PathBuf,
+}
+
+impl AskPass {
+    /// Writes the script.
+    pub fn create() -> Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = std::env::temp_dir().join(format!("appctl-askpass-{}", random_hex(8)?));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(Error::io(format!("creating {}", dir.display())))?;
+        let me = Self { dir };
+        let script = me.path();
+        // git asks "Username for 'http://…': " only when the URL has no user; it has.
+        std::fs::write(
+            &script,
+            "#!/bin/sh\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$APPCTL_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$APPCTL_GIT_PASSWORD\" ;;\nesac\n",
+        )
+        .map_err(Error::io(format!("writing {}", script.display())))?;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700))
+            .map_err(Error::io(format!("making {} executable", script.display())))?;
+        Ok(me)
+    }
+
+    /// The script's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("askpass")
+    }
+}
+
+impl Drop for AskPass {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The user appctl pushes to Gitea as.
+pub const GIT_USER: &str = "appctl";
+
+/// `git push --force` of HEAD to `main` of the in-cluster repository at `base` (e.g.
+/// `http://127.0.0.1:PORT`), as [`GIT_USER`] with `password` given to git by `askpass` via the
+/// environment. `credential.helper` is emptied so no helper of the user's stores the password.
+pub fn git_push_command(root: &Path, base: &str, askpass: &Path, password: &str) -> Cmd {
+    let url =
+        format!("{base}/{GIT_USER}/metrics-app.git").replacen("://", &format!("://{GIT_USER}@"), 1);
+    Cmd::new(
+        "git",
+        &[
+            "-C",
+            &path(root),
+            "-c",
+            "credential.helper=",
+            "push",
+            "--force",
+            &url,
+            "HEAD:refs/heads/main",
+        ],
+    )
+    .env("GIT_ASKPASS", &path(askpass))
+    .env("GIT_TERMINAL_PROMPT", "0")
+    .env("APPCTL_GIT_USERNAME", GIT_USER)
+    .env("APPCTL_GIT_PASSWORD", password)
+}
+
+/// The password in the output of `gitea admin user create --random-password`, which prints
+/// `generated random password is '…'` (gitea `cmd/admin_user_create.go`).
+pub fn parse_gitea_password(output: &str) -> Option<String> {
+    const MARK: &str = "generated random password is '";
+    let line = output.lines().find(|l| l.contains(MARK))?;
+    let rest = &line[line.find(MARK)? + MARK.len()..];
+    let end = rest.rfind('\'')?;
+    let pw = &rest[..end];
+    (!pw.is_empty()).then(|| pw.to_string())
+}
+
+/// Creates the Gitea user [`GIT_USER`] with a password Gitea generates (so it is in no
+/// process's arguments), and returns that password.
+async fn create_git_user(c: &kube::Client, pod: &str) -> Result<String> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, AttachParams};
+    use tokio::io::AsyncReadExt;
+
+    let what = format!("gitea admin user create (exec in gitops/{pod})");
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "gitops");
+    let mut proc = pods
+        .exec(
+            pod,
+            [
+                "gitea",
+                "admin",
+                "user",
+                "create",
+                "--username",
+                GIT_USER,
+                "--random-password",
+                "--email",
+                "appctl@localhost",
+                "--admin",
+                "--must-change-password=false",
+            ],
+            &AttachParams::default().stdout(true).stderr(true),
+        )
+        .await
+        .map_err(Error::kube(what.clone()))?;
+    let (mut out, mut err) = (String::new(), String::new());
+    let stdout = proc.stdout();
+    let stderr = proc.stderr();
+    let status = proc.take_status();
+    let read_out = async {
+        if let Some(mut s) = stdout {
+            let _ = s.read_to_string(&mut out).await;
+        }
+    };
+    let read_err = async {
+        if let Some(mut s) = stderr {
+            let _ = s.read_to_string(&mut err).await;
+        }
+    };
+    tokio::join!(read_out, read_err);
+    let status = match status {
+        Some(s) => s.await,
+        None => None,
+    };
+    let _ = proc.join().await;
+    if let Some(pw) = parse_gitea_password(&out) {
+        return Ok(pw);
+    }
+    let failure = status.and_then(|s| s.message).unwrap_or_default();
+    let hint = if format!("{out}{err}{failure}").contains("already exists") {
+        "\nthe user exists but its password Secret gitops/git-server-admin is gone: delete the user \
+         (kubectl -n gitops exec deploy/git-server -- gitea admin user delete --username appctl --purge) \
+         and run `appctl up` again"
+    } else {
+        ""
+    };
+    Err(Error::NotFound(format!(
+        "a generated password in the output of {what}: {failure}\n{}{}{hint}",
+        out.trim(),
+        err.trim()
+    )))
 }
 
 /// Pushes HEAD to the in-cluster Gitea through a port-forward, as user `appctl` (created on
 /// first use; password kept in Secret gitops/git-server-admin), then records the commit.
 async fn push_checkout(r: &dyn Runner, c: &kube::Client, root: &Path, commit: &str) -> Result<()> {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, AttachParams};
-
     let pod = cluster::running_pod(
         c,
         "gitops",
@@ -414,56 +800,34 @@ async fn push_checkout(r: &dyn Runner, c: &kube::Client, root: &Path, commit: &s
         Duration::from_secs(300),
     )
     .await?;
-    let admin = match cluster::secret_value(c, "gitops", "git-server-admin", "password").await {
-        Ok(p) => p,
-        Err(_) => {
-            let p = random_hex(16)?;
-            let pods: Api<Pod> = Api::namespaced(c.clone(), "gitops");
-            let proc = pods
-                .exec(
-                    &pod,
-                    [
-                        "gitea",
-                        "admin",
-                        "user",
-                        "create",
-                        "--username",
-                        "appctl",
-                        "--password",
-                        p.as_str(),
-                        "--email",
-                        "appctl@localhost",
-                        "--admin",
-                        "--must-change-password=false",
-                    ],
-                    &AttachParams::default(),
-                )
-                .await?;
-            proc.join()
-                .await
-                .map_err(|e| Error::Io(format!("creating the git user: {e}")))?;
+    let admin = match cluster::secret_value_opt(c, "gitops", "git-server-admin", "password").await?
+    {
+        Some(p) => p,
+        None => {
+            let p = create_git_user(c, &pod).await?;
             apply_secret(c, "gitops", "git-server-admin", "password", &p).await?;
             p
         }
     };
+    let askpass = AskPass::create()?;
     let (port, task) = cluster::port_forward(c, "gitops", &pod, 3000).await?;
-    let url = format!("http://appctl:{admin}@127.0.0.1:{port}/appctl/metrics-app.git");
-    let result = r.run(
-        "git",
-        &[
-            "-C",
-            &path(root),
-            "push",
-            "--force",
-            &url,
-            "HEAD:refs/heads/main",
-        ],
+    let cmd = git_push_command(
+        root,
+        &format!("http://127.0.0.1:{port}"),
+        &askpass.path(),
+        &admin,
     );
+    let result = r.run_cmd(&cmd);
     task.abort();
-    // The URL holds a password: never show the command line with it.
+    drop(askpass);
+    // git does not echo the password, but a server's message might: never show it.
     result.map_err(|e| match e {
-        super::runner::RunError::Failed { code, stderr, .. } => super::runner::RunError::Failed {
-            command: "git push --force http://appctl:***@127.0.0.1/appctl/metrics-app.git HEAD:refs/heads/main".into(),
+        RunError::Failed {
+            command,
+            code,
+            stderr,
+        } => RunError::Failed {
+            command,
             code,
             stderr: stderr.replace(&admin, "***"),
         },
@@ -474,7 +838,7 @@ async fn push_checkout(r: &dyn Runner, c: &kube::Client, root: &Path, commit: &s
         "metadata": {"name": "appctl-state", "namespace": "gitops"},
         "data": {"pushed-commit": commit}
     }))
-    .map_err(|e| Error::Manifest(e.to_string()))?;
+    .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
     cluster::apply_object(c, obj, None).await
 }
 
@@ -482,26 +846,28 @@ async fn push_checkout(r: &dyn Runner, c: &kube::Client, root: &Path, commit: &s
 /// through a port-forward, with the generated token.
 async fn write_password(c: &kube::Client, password: &str, timeout: Duration) -> Result<()> {
     let token = cluster::secret_value(c, "openbao", "openbao-token", "token").await?;
-    let pod = cluster::running_pod(c, "openbao", "app.kubernetes.io/name=openbao", timeout).await?;
+    let pod = cluster::running_pod(c, "openbao", OPENBAO_PODS, timeout).await?;
     let (port, task) = cluster::port_forward(c, "openbao", &pod, 8200).await?;
+    let what = format!("POST {OPENBAO_PASSWORD_PATH} to OpenBao (openbao/{pod})");
     let client = crate::http()
         .timeout(Duration::from_secs(10))
         .no_proxy()
         .build()
-        .map_err(|e| Error::Http(e.to_string()))?;
+        .map_err(Error::http(what.clone()))?;
     let resp = client
-        .post(format!(
-            "http://127.0.0.1:{port}/v1/secret/data/metrics-app-password"
-        ))
+        .post(format!("http://127.0.0.1:{port}{OPENBAO_PASSWORD_PATH}"))
         .header("X-Vault-Token", token)
         .body(serde_json::json!({"data": {"password": password}}).to_string())
         .send()
         .await
-        .map_err(|e| Error::Http(e.to_string()));
+        .map_err(Error::http(what.clone()));
     task.abort();
     let resp = resp?;
     if !resp.status().is_success() {
-        return Err(Error::Http(format!("OpenBao answered {}", resp.status())));
+        return Err(Error::HttpStatus {
+            what,
+            status: resp.status().as_u16(),
+        });
     }
     Ok(())
 }
@@ -511,7 +877,7 @@ async fn check_gateway(timeout: Duration) -> Result<()> {
         .timeout(Duration::from_secs(5))
         .no_proxy()
         .build()
-        .map_err(|e| Error::Http(e.to_string()))?;
+        .map_err(Error::http(format!("a client for {APP_URL}")))?;
     let deadline = Instant::now() + timeout;
     loop {
         match client.get(APP_URL).send().await {
@@ -534,5 +900,225 @@ async fn check_gateway(timeout: Duration) -> Result<()> {
             }
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pinned_digest_accepts_exactly_the_pinned_bytes() {
+        // SHA-256 of "abc" (FIPS 180-2, appendix B.1).
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert!(verify_sha256("https://x/install.yaml", b"abc", abc).is_ok());
+        assert!(
+            verify_sha256("https://x/install.yaml", b"abc", &abc.to_uppercase()).is_ok(),
+            "hex case does not matter"
+        );
+        let err = verify_sha256("https://x/install.yaml", b"abd", abc).expect_err("mismatch");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("https://x/install.yaml")
+                && msg.contains(&format!("expected {abc}"))
+                && msg.contains(
+                    "got a52d159f262b2c6ddb724a61840befc36eb30c88877a4030b65cbe86298449c9"
+                ),
+            "names the URL and both digests: {msg}"
+        );
+        assert!(matches!(err, Error::Checksum { .. }));
+        assert_eq!(err.exit_code(), crate::platform::exit::FAILED);
+    }
+
+    #[test]
+    fn the_argocd_pin_is_a_sha256_next_to_its_version() {
+        assert_eq!(ARGOCD_MANIFEST_SHA256.len(), 64);
+        assert!(
+            ARGOCD_MANIFEST_SHA256
+                .chars()
+                .all(|c| c.is_ascii_hexdigit())
+        );
+        assert!(argocd_manifest_url().contains(&format!("/{ARGOCD_VERSION}/manifests/")));
+    }
+
+    #[test]
+    fn git_push_gets_the_password_from_the_environment_never_from_argv_or_the_url() {
+        let secret = "s3cr3t-gitea-password";
+        let cmd = git_push_command(
+            Path::new("/repo"),
+            "http://127.0.0.1:41234",
+            Path::new("/tmp/appctl-askpass-x/askpass"),
+            secret,
+        );
+        assert_eq!(cmd.program, "git");
+        assert!(
+            cmd.args.iter().all(|a| !a.contains(secret)),
+            "argv: {:?}",
+            cmd.args
+        );
+        assert!(!cmd.line().contains(secret));
+        assert!(
+            cmd.args
+                .contains(&"http://appctl@127.0.0.1:41234/appctl/metrics-app.git".to_string()),
+            "{:?}",
+            cmd.args
+        );
+        // No credential helper of the user's gets to store it.
+        assert!(
+            cmd.args
+                .windows(2)
+                .any(|w| w == ["-c", "credential.helper="])
+        );
+        let env: std::collections::HashMap<_, _> = cmd.env.iter().cloned().collect();
+        assert_eq!(env["APPCTL_GIT_PASSWORD"], secret);
+        assert_eq!(env["GIT_ASKPASS"], "/tmp/appctl-askpass-x/askpass");
+        assert_eq!(env["GIT_TERMINAL_PROMPT"], "0");
+    }
+
+    #[test]
+    fn the_askpass_script_holds_no_secret_and_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let askpass = AskPass::create().expect("script");
+        let script = std::fs::read_to_string(askpass.path()).expect("readable");
+        assert!(script.contains("$APPCTL_GIT_PASSWORD"), "{script}");
+        let mode = std::fs::metadata(askpass.path())
+            .expect("exists")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "only the owner: {mode:o}");
+        let out = std::process::Command::new(askpass.path())
+            .arg("Password for 'http://appctl@127.0.0.1:1': ")
+            .env("APPCTL_GIT_PASSWORD", "pw from env")
+            .output()
+            .expect("runs");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "pw from env\n");
+        let dir = askpass.path();
+        drop(askpass);
+        assert!(!dir.exists(), "removed on drop");
+    }
+
+    #[test]
+    fn the_bootstrap_digest_changes_with_any_file_and_reads_the_real_directory() {
+        let a = vec![(PathBuf::from("d/a.yaml"), "x: 1".to_string())];
+        let mut b = a.clone();
+        b.push((PathBuf::from("d/argocd-cm.yaml"), "y: 2".into()));
+        let mut c = a.clone();
+        c[0].1 = "x: 2".into();
+        let digests = [
+            bootstrap_digest(&a),
+            bootstrap_digest(&b),
+            bootstrap_digest(&c),
+        ];
+        assert!(digests[0] != digests[1] && digests[0] != digests[2] && digests[1] != digests[2]);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let files = bootstrap_files(&root).expect("deploy/bootstrap");
+        let names: Vec<String> = files
+            .iter()
+            .map(|(f, _)| {
+                f.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        assert!(
+            names.contains(&"git-server.yaml".to_string())
+                && names.contains(&"argocd-ui.yaml".to_string()),
+            "{names:?}"
+        );
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "applied in a stable order");
+    }
+
+    #[test]
+    fn gitea_s_generated_password_is_read_from_its_output() {
+        // The line gitea's `admin user create --random-password` prints (cmd/admin_user_create.go),
+        // after whatever it logs first.
+        let out = "2026/12/01 17:00:00 ...s/setting/setting.go:100:init() [I] log\n\
+                   generated random password is 'aB3$x'y9'\n\
+                   New user 'appctl' has been successfully created!\n";
+        assert_eq!(parse_gitea_password(out).as_deref(), Some("aB3$x'y9"));
+        assert_eq!(
+            parse_gitea_password("user already exists [name: appctl]"),
+            None
+        );
+        assert_eq!(
+            parse_gitea_password("generated random password is ''"),
+            None
+        );
+    }
+
+    /// A one-request OpenBao: answers `status` with `body` and returns the request head it got.
+    async fn fake_openbao(
+        status: &'static str,
+        body: &'static str,
+    ) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("a request");
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(answer.as_bytes()).await.expect("write");
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (base, task)
+    }
+
+    #[tokio::test]
+    async fn openbao_itself_is_asked_for_the_password_with_the_token() {
+        let (base, bao) = fake_openbao(
+            "200 OK",
+            r#"{"data":{"data":{"password":"pw"},"metadata":{"version":1}}}"#,
+        )
+        .await;
+        assert_eq!(ask_backend(&base, "tok-1").await, Backend::PasswordPresent);
+        let head = bao.await.expect("served").to_ascii_lowercase();
+        assert!(
+            head.starts_with(&format!("get {OPENBAO_PASSWORD_PATH} http/1.1")),
+            "{head}"
+        );
+        assert!(head.contains("x-vault-token: tok-1"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn a_restarted_openbao_or_a_lost_token_is_noticed() {
+        // Dev mode after a restart: the KV path is gone.
+        let (base, bao) = fake_openbao("404 Not Found", r#"{"errors":[]}"#).await;
+        assert_eq!(ask_backend(&base, "t").await, Backend::PasswordMissing);
+        bao.await.expect("served");
+        // A root token that is not the one in the Secret.
+        let (base, bao) =
+            fake_openbao("403 Forbidden", r#"{"errors":["permission denied"]}"#).await;
+        assert_eq!(ask_backend(&base, "t").await, Backend::TokenRejected);
+        bao.await.expect("served");
+        // The path exists but holds no password.
+        let (base, bao) = fake_openbao("200 OK", r#"{"data":{"data":{}}}"#).await;
+        assert_eq!(ask_backend(&base, "t").await, Backend::PasswordMissing);
+        bao.await.expect("served");
+        // Nobody listening.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            format!("http://{}", l.local_addr().expect("addr"))
+        };
+        assert!(matches!(
+            ask_backend(&closed, "t").await,
+            Backend::NotRunning { .. }
+        ));
     }
 }

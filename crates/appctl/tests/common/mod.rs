@@ -1,63 +1,42 @@
-//! Real processes for the integration tests: the metrics-app binary, Python standard-library
-//! fixtures, and nginx as a reverse proxy — each on 127.0.0.1 and a free port, in a temp dir,
-//! stopped by PID when dropped (also when a test fails).
+//! Real processes for the integration tests — the metrics-app binary, Python standard-library
+//! fixtures, and nginx as a reverse proxy — started through the workspace's test harness
+//! (`testkit`): on 127.0.0.1, in a temp dir, output captured, stopped by PID when dropped (also
+//! when a test fails). metrics-app binds port 0 and reports its ports; the fixtures and nginx
+//! take a free port, as they cannot report one.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-/// A free TCP port on 127.0.0.1 (released before use; the OS rarely reuses it at once).
+/// A free TCP port on 127.0.0.1, for a fixture or nginx (which cannot bind port 0 and say so).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The workspace's target directory, where `scripts/test` built every binary.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"),
-    }
+    testkit::process::free_port().unwrap()
 }
 
 /// The real metrics-app binary (built by `scripts/test` before the tests run).
 pub fn metrics_app_bin() -> PathBuf {
-    let bin = target_dir().join("debug/metrics-app");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first (scripts/test does)",
-        bin.display()
-    );
-    bin
+    testkit::metrics_app::metrics_app_bin().unwrap()
 }
 
-/// Waits until `GET url` answers anything, or panics after `deadline`.
+/// Waits until something accepts connections at `url`'s address, or panics after `deadline`.
 pub fn wait_http(url: &str, deadline: Duration) {
-    let start = Instant::now();
-    let addr = url
+    let port = url
         .trim_start_matches("http://")
         .split('/')
         .next()
-        .unwrap()
-        .to_string();
-    while start.elapsed() < deadline {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{url} did not come up within {deadline:?}");
+        .and_then(|host| host.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"));
+    testkit::process::wait_tcp(port, deadline, url).unwrap();
 }
 
-/// A child process killed when dropped.
+/// A process the harness started, killed when dropped.
 pub struct Proc {
-    pub child: Child,
+    pub proc: testkit::Proc,
     pub port: u16,
+    /// metrics-app's management port (`/healthz`, `/readyz`, `/metrics`); `port` otherwise.
+    pub management: u16,
     pub name: &'static str,
 }
 
@@ -66,43 +45,29 @@ impl Proc {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
+    pub fn management_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.management, path)
+    }
+
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid().unwrap()
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The real metrics-app with `args`, ready to serve.
+/// The real metrics-app with `args`, listening (both ports bound and reported).
 pub fn metrics_app(args: &[&str]) -> Proc {
-    let port = free_port();
-    let child = Command::new(metrics_app_bin())
-        .args([
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--instance",
-            "test-app",
-        ])
-        .args(["--drain-delay", "0s"])
+    let mut cmd = testkit::metrics_app::command(&metrics_app_bin());
+    cmd.args(["--instance", "test-app", "--drain-delay", "0s"])
         .args(args)
-        .env("PASSWORD", "test-password")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let p = Proc {
-        child,
-        port,
+        // The service's own info lines stay on: the harness reads the ports from them.
+        .env("RUST_LOG", "warn,metrics_app=info");
+    let app = testkit::MetricsApp::start("metrics-app", cmd).unwrap();
+    Proc {
+        port: app.public.port(),
+        management: app.management.port(),
+        proc: app.proc,
         name: "metrics-app",
-    };
-    wait_http(&p.url("/healthz"), Duration::from_secs(10));
-    p
+    }
 }
 
 /// A Python standard-library server from `source`, given its port as the first argument.
@@ -110,14 +75,15 @@ pub fn python(dir: &Path, name: &'static str, source: &str) -> Proc {
     let path = dir.join(format!("{name}.py"));
     std::fs::write(&path, source).unwrap();
     let port = free_port();
-    let child = Command::new("python3")
-        .arg(&path)
-        .arg(port.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 is required for the diagnose fixtures");
-    let p = Proc { child, port, name };
+    let mut cmd = Command::new("python3");
+    cmd.arg(&path).arg(port.to_string());
+    let p = Proc {
+        proc: testkit::Proc::spawn(name, cmd)
+            .expect("python3 is required for the diagnose fixtures"),
+        port,
+        management: port,
+        name,
+    };
     wait_http(&p.url("/"), Duration::from_secs(10));
     p
 }
@@ -148,22 +114,13 @@ pub fn nginx(dir: &Path, backend_port: u16) -> Proc {
     );
     let conf_path = dir.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
-    let bin = ["/usr/sbin/nginx", "nginx"]
-        .into_iter()
-        .find(|b| Path::new(b).exists() || *b == "nginx")
-        .unwrap();
-    let child = Command::new(bin)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(&conf_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (Debian package) is required");
+    let bin = testkit::process::find_binary(&["/usr/sbin/nginx"], "nginx").unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("-p").arg(dir).arg("-c").arg(&conf_path);
     let p = Proc {
-        child,
+        proc: testkit::Proc::spawn("nginx", cmd).unwrap(),
         port,
+        management: port,
         name: "nginx",
     };
     wait_http(&p.url("/"), Duration::from_secs(10));

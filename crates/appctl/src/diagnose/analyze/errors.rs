@@ -2,7 +2,7 @@
 //! service became unavailable (gateway errors, refused or reset connections in a row) and
 //! whether it came back.
 
-use super::model::{Finding, Kind, Outcome, Sample, Severity};
+use crate::diagnose::model::{Finding, Kind, Outcome, Sample, Severity};
 
 /// Failures in a row that make "unavailable" (one lone 502 is a server error, not an outage).
 pub const UNAVAILABLE_RUN: usize = 2;
@@ -79,6 +79,97 @@ pub fn server_errors(samples: &[Sample]) -> Option<Finding> {
         .detail("ratio", (ratio * 1000.0).round() / 1000.0)
         .detail("gateway_errors", gateway)
         .detail("longest_burst", burst),
+    )
+}
+
+/// Share of answered requests with a 4xx status that makes `client-errors` (a few 404s among
+/// many 200s are someone else's typos, not this target's problem).
+const CLIENT_ERROR_SHARE: f64 = 0.5;
+
+/// What a 4xx status suggests, and what to do about it.
+fn client_error_meaning(code: u16) -> (&'static str, &'static str, &'static str) {
+    match code {
+        404 | 410 => (
+            "wrong path or route missing",
+            "the path does not exist on this server: a mistyped URL, a route that was never \
+             deployed, or a proxy rule that sends the path to the wrong backend",
+            "check the path against the service's routes (and the gateway's HTTPRoute/Ingress \
+             rules); probe a path the service serves",
+        ),
+        401 | 403 => (
+            "authentication or authorisation required",
+            "the endpoint needs credentials the probe did not send (401), or the credentials \
+             are not allowed to use it (403)",
+            "probe an endpoint that needs no login (e.g. a health endpoint), or check the \
+             credentials and the access rules",
+        ),
+        405 => (
+            "method not allowed",
+            "the route exists but does not accept GET",
+            "probe with the method the endpoint expects, or a GET endpoint",
+        ),
+        429 => (
+            "rate limited",
+            "the server or a proxy in front limits the request rate and the probe exceeded it",
+            "probe more slowly (--interval) or raise the limit for this client",
+        ),
+        400 | 422 => (
+            "bad request",
+            "the server rejects the request as malformed: missing parameters or headers",
+            "send the parameters the endpoint requires",
+        ),
+        _ => (
+            "the request is rejected",
+            "the server answers with a client error: the request does not fit this endpoint",
+            "check the URL, the method and the credentials against the endpoint's documentation",
+        ),
+    }
+}
+
+/// `client-errors`: most HTTP answers are 4xx, naming what the most frequent status suggests.
+pub fn client_errors(samples: &[Sample]) -> Option<Finding> {
+    let answered = samples
+        .iter()
+        .filter(|s| matches!(s.outcome, Outcome::Status { .. }))
+        .count();
+    let mut by_code: std::collections::BTreeMap<u16, usize> = Default::default();
+    for s in samples {
+        if let Outcome::Status {
+            code: code @ 400..=499,
+        } = s.outcome
+        {
+            *by_code.entry(code).or_default() += 1;
+        }
+    }
+    let count: usize = by_code.values().sum();
+    if answered == 0 || (count as f64) < CLIENT_ERROR_SHARE * answered as f64 {
+        return None;
+    }
+    let (&code, _) = by_code
+        .iter()
+        .max_by_key(|(c, n)| (**n, std::cmp::Reverse(**c)))?;
+    let (suggests, cause, fix) = client_error_meaning(code);
+    let ratio = count as f64 / answered as f64;
+    let codes: Vec<String> = by_code.iter().map(|(c, n)| format!("{c} ×{n}")).collect();
+    Some(
+        Finding::new(
+            Kind::ClientErrors,
+            if ratio >= 0.9 {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
+            format!(
+                "{count} of {answered} answers were client errors ({:.0} %), mostly {code}: {suggests}",
+                ratio * 100.0
+            ),
+        )
+        .evidence(format!("status codes: {}", codes.join(", ")))
+        .cause_and_fix(cause, fix)
+        .detail("count", count)
+        .detail("ratio", (ratio * 1000.0).round() / 1000.0)
+        .detail("status", code)
+        .detail("suggests", suggests),
     )
 }
 
@@ -228,6 +319,39 @@ mod tests {
         let healthy: Vec<Sample> = (1..=10).map(ok).collect();
         assert_eq!(outage(&healthy), None);
         assert!(server_errors(&healthy).is_none());
+    }
+
+    #[test]
+    fn mostly_4xx_is_a_finding_naming_what_the_status_suggests() {
+        let all_404: Vec<Sample> = (1..=10)
+            .map(|o| s(o, Outcome::Status { code: 404 }))
+            .collect();
+        let f = client_errors(&all_404).expect("404s");
+        assert_eq!(f.severity, Severity::High);
+        assert_eq!(f.details["status"], 404);
+        assert!(
+            f.title.contains("wrong path or route missing"),
+            "{}",
+            f.title
+        );
+        assert!(f.cause.contains("never deployed"), "{}", f.cause);
+        let mut auth: Vec<Sample> = (1..=6)
+            .map(|o| s(o, Outcome::Status { code: 401 }))
+            .collect();
+        auth.extend((7..=10).map(ok));
+        let f = client_errors(&auth).expect("401s");
+        assert_eq!(f.severity, Severity::Medium);
+        assert!(f.title.contains("authentication"), "{}", f.title);
+        for (code, words) in [(405, "method"), (429, "rate limited"), (403, "authori")] {
+            let v: Vec<Sample> = (1..=4).map(|o| s(o, Outcome::Status { code })).collect();
+            assert!(client_errors(&v).expect("4xx").title.contains(words));
+        }
+        // A few 404s among many answers, or none, say nothing.
+        let mut few: Vec<Sample> = (1..=10).map(ok).collect();
+        few[3] = s(4, Outcome::Status { code: 404 });
+        assert!(client_errors(&few).is_none());
+        let refused: Vec<Sample> = (1..=3).map(|o| s(o, Outcome::Refused)).collect();
+        assert!(client_errors(&refused).is_none());
     }
 
     #[test]

@@ -1,62 +1,10 @@
-//! Process evidence when the target runs on this host: the process found by `--pid` or by the
-//! port it listens on, its memory, CPU, threads and open files before and after the probe, and
-//! the child processes it started meanwhile (what `top` and `ps` inside the pod showed the
-//! users). Linux only (/proc); elsewhere it reports that it is unavailable.
-//!
-//! Reading is separated from judging: [`Snapshot`]s are plain data and [`findings`] is a pure
-//! function of them, tested on synthetic snapshots.
+//! Judges resource evidence — the local process and the metrics endpoint — as pure
+//! functions of snapshots: `child-processes`, `memory-growth` and `restarts` (the process start
+//! time changed).
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-
-use super::model::{Finding, Kind, Severity};
-
-/// One child (or deeper descendant) process of the target.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Child {
-    /// Its PID.
-    pub pid: i32,
-    /// Its command line.
-    pub cmdline: String,
-    /// CPU seconds it has used.
-    pub cpu_seconds: f64,
-    /// Seconds since it started, at the time of the snapshot.
-    pub age_seconds: f64,
-}
-
-/// The target process at one moment.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Snapshot {
-    /// The process.
-    pub pid: i32,
-    /// Resident memory, bytes.
-    pub rss_bytes: u64,
-    /// User + system CPU seconds.
-    pub cpu_seconds: f64,
-    /// Threads.
-    pub threads: i64,
-    /// Open file descriptors (`None` when not readable).
-    pub open_fds: Option<usize>,
-    /// Its descendants, by PID.
-    pub children: BTreeMap<i32, Child>,
-}
-
-/// What the process did during the probe.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProcessEvidence {
-    /// Before the first request.
-    pub before: Snapshot,
-    /// After the last request, if the process was still there.
-    pub after: Option<Snapshot>,
-    /// Every descendant seen during the probe that did not exist before it, with its last
-    /// reading.
-    pub new_children: Vec<Child>,
-    /// Seconds the probe took.
-    pub elapsed_seconds: f64,
-    /// Requests sent.
-    pub requests: usize,
-}
+use crate::diagnose::collect::metrics::Reading;
+use crate::diagnose::collect::process::{Child, ProcessEvidence};
+use crate::diagnose::model::{Finding, Kind, Severity};
 
 /// Memory growth per request that counts as a leak, bytes (1 MiB).
 const LEAK_PER_REQUEST: f64 = 1024.0 * 1024.0;
@@ -70,7 +18,7 @@ pub fn is_leak(grown: u64, requests: usize) -> bool {
 }
 
 /// Judges the evidence: `child-processes` and `memory-growth`.
-pub fn findings(e: &ProcessEvidence) -> Vec<Finding> {
+pub fn process_findings(e: &ProcessEvidence) -> Vec<Finding> {
     let mut out = Vec::new();
     if !e.new_children.is_empty() {
         let still: Vec<&Child> = match &e.after {
@@ -161,114 +109,73 @@ pub fn memory_growth(source: &str, before: u64, after: u64, requests: usize) -> 
     .detail("bytes_per_request", (per * 1024.0 * 1024.0).round())
 }
 
-/// Reads the target from /proc.
-#[cfg(target_os = "linux")]
-pub mod read {
-    use std::collections::BTreeMap;
-
-    use procfs::process::Process;
-
-    use super::{Child, Snapshot};
-
-    /// The PID of the process listening on `port` (TCP, IPv4 or IPv6), if this host has one.
-    pub fn pid_listening_on(port: u16) -> Option<i32> {
-        let mut inodes = Vec::new();
-        for table in [procfs::net::tcp(), procfs::net::tcp6()]
-            .into_iter()
-            .flatten()
-        {
-            for e in table {
-                if e.state == procfs::net::TcpState::Listen && e.local_address.port() == port {
-                    inodes.push(e.inode);
-                }
-            }
-        }
-        if inodes.is_empty() {
-            return None;
-        }
-        for p in procfs::process::all_processes().ok()?.flatten() {
-            let Ok(fds) = p.fd() else { continue };
-            for fd in fds.flatten() {
-                if let procfs::process::FDTarget::Socket(inode) = fd.target
-                    && inodes.contains(&inode)
-                {
-                    return Some(p.pid);
-                }
-            }
-        }
-        None
+/// Judges two readings `requests` apart (`after` is `None` when the endpoint no longer
+/// answered): `restarts` and `memory-growth`.
+pub fn metrics_findings(
+    before: &Reading,
+    after: Option<&Reading>,
+    requests: usize,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let Some(after) = after else {
+        return out;
+    };
+    if let (Some(a), Some(b)) = (before.start_time_seconds, after.start_time_seconds)
+        && (a - b).abs() >= 1.0
+    {
+        out.push(
+            Finding::new(
+                Kind::Restarts,
+                Severity::High,
+                "the process restarted during the probe (its start time changed)",
+            )
+            .evidence(format!(
+                "process_start_time_seconds {a:.0} before, {b:.0} after"
+            ))
+            .cause_and_fix(
+                "the process exited or was killed and started again (crash, OOM kill, liveness \
+                 probe failure)",
+                "find the termination reason (--kube shows it for pods) and the memory growth \
+                 before it",
+            )
+            .detail("restarts", 1),
+        );
+        // Memory readings from two processes are not comparable.
+        return out;
     }
-
-    /// Reads `pid` and its descendants; `None` once the process is gone.
-    pub fn snapshot(pid: i32) -> Option<Snapshot> {
-        let process = Process::new(pid).ok()?;
-        let stat = process.stat().ok()?;
-        let ticks = procfs::ticks_per_second() as f64;
-        use procfs::Current;
-        let uptime = procfs::Uptime::current().map(|u| u.uptime).unwrap_or(0.0);
-        // Parent links of every process, to collect descendants at any depth.
-        let mut parent: BTreeMap<i32, (i32, procfs::process::Stat, Process)> = BTreeMap::new();
-        if let Ok(all) = procfs::process::all_processes() {
-            for p in all.flatten() {
-                if let Ok(s) = p.stat() {
-                    parent.insert(p.pid, (s.ppid, s, p));
-                }
-            }
-        }
-        let mut children = BTreeMap::new();
-        for (&cpid, (_, s, p)) in &parent {
-            let mut up = s.ppid;
-            let mut depth = 0;
-            while up > 1 && up != pid && depth < 64 {
-                up = parent.get(&up).map_or(0, |(pp, _, _)| *pp);
-                depth += 1;
-            }
-            if up == pid && cpid != pid {
-                let cmdline = p
-                    .cmdline()
-                    .map(|c| c.join(" "))
-                    .unwrap_or_else(|_| s.comm.clone());
-                children.insert(
-                    cpid,
-                    Child {
-                        pid: cpid,
-                        cmdline,
-                        cpu_seconds: (s.utime + s.stime) as f64 / ticks,
-                        age_seconds: (uptime - s.starttime as f64 / ticks).max(0.0),
-                    },
-                );
-            }
-        }
-        Some(Snapshot {
-            pid,
-            rss_bytes: stat.rss * procfs::page_size(),
-            cpu_seconds: (stat.utime + stat.stime) as f64 / ticks,
-            threads: stat.num_threads,
-            open_fds: process.fd_count().ok(),
-            children,
+    // Resident memory is sampled by the target on an interval and may lag; memory the target
+    // itself reports as retained (metrics-app's leak fault) is current. Take the larger growth.
+    let rss = before.rss_bytes.zip(after.rss_bytes);
+    let retained = before.leaked_bytes.zip(after.leaked_bytes);
+    let growth = |p: Option<(f64, f64)>| p.map_or(0.0, |(a, b)| b - a);
+    let pair = if growth(retained) > growth(rss) {
+        retained.map(|(a, b)| {
+            let base = before.rss_bytes.unwrap_or(0.0);
+            (base + a, base + b)
         })
+    } else {
+        rss
+    };
+    if let Some((a, b)) = pair {
+        let (a, b) = (a.max(0.0) as u64, b.max(0.0) as u64);
+        if is_leak(b.saturating_sub(a), requests) {
+            let mut f = memory_growth("metrics endpoint", a, b, requests);
+            if !after.fault_modes.is_empty() {
+                f = f.evidence(format!(
+                    "fault modes switched on: {}",
+                    after.fault_modes.join(", ")
+                ));
+            }
+            out.push(f);
+        }
     }
-}
-
-/// Stand-ins where /proc does not exist: nothing is found.
-#[cfg(not(target_os = "linux"))]
-pub mod read {
-    use super::Snapshot;
-
-    /// Always `None` off Linux.
-    pub fn pid_listening_on(_port: u16) -> Option<i32> {
-        None
-    }
-
-    /// Always `None` off Linux.
-    pub fn snapshot(_pid: i32) -> Option<Snapshot> {
-        None
-    }
+    out
 }
 
 #[cfg(test)]
-mod tests {
+mod process_tests {
     use super::*;
+    use crate::diagnose::collect::process::Snapshot;
 
     fn snap(rss_mib: u64, children: &[(i32, f64)]) -> Snapshot {
         Snapshot {
@@ -304,8 +211,9 @@ mod tests {
             after: Some(after),
             elapsed_seconds: 5.0,
             requests: 10,
+            rss_by_request: Vec::new(),
         };
-        let f = findings(&e);
+        let f = process_findings(&e);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].kind, Kind::ChildProcesses);
         assert_eq!(f[0].details["still_running"], 1);
@@ -320,15 +228,52 @@ mod tests {
             new_children: vec![],
             elapsed_seconds: 1.0,
             requests: 5,
+            rss_by_request: Vec::new(),
         };
-        assert_eq!(findings(&leak)[0].kind, Kind::MemoryGrowth);
+        assert_eq!(process_findings(&leak)[0].kind, Kind::MemoryGrowth);
         let steady = ProcessEvidence {
             before: snap(10, &[]),
             after: Some(snap(12, &[])),
             new_children: vec![],
             elapsed_seconds: 1.0,
             requests: 1000,
+            rss_by_request: Vec::new(),
         };
-        assert!(findings(&steady).is_empty());
+        assert!(process_findings(&steady).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod metrics_tests {
+    use super::*;
+    use crate::diagnose::collect::metrics::parse;
+
+    const BEFORE: &str = "# TYPE process_resident_memory_bytes gauge\n\
+        process_resident_memory_bytes 10485760\n\
+        # TYPE process_start_time_seconds gauge\n\
+        process_start_time_seconds 1700000000\n\
+        # TYPE metrics_app_fault_active gauge\n\
+        metrics_app_fault_active{mode=\"leak\"} 1\n\
+        metrics_app_fault_active{mode=\"slow-even\"} 0\n";
+
+    #[test]
+    fn growth_and_restart_are_found_and_steady_state_is_quiet() {
+        let before = parse(BEFORE).expect("parse");
+        let grown = Reading {
+            rss_bytes: Some(10_485_760.0 + 500.0 * 1024.0 * 1024.0),
+            ..before.clone()
+        };
+        let f = metrics_findings(&before, Some(&grown), 5);
+        assert_eq!(f[0].kind, Kind::MemoryGrowth);
+        let restarted = Reading {
+            start_time_seconds: Some(1_700_000_100.0),
+            ..before.clone()
+        };
+        assert_eq!(
+            metrics_findings(&before, Some(&restarted), 5)[0].kind,
+            Kind::Restarts
+        );
+        assert!(metrics_findings(&before, Some(&before), 5).is_empty());
+        assert!(metrics_findings(&before, None, 5).is_empty());
     }
 }

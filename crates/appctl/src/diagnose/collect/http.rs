@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use super::model::{Outcome, Sample};
+use crate::diagnose::model::{Outcome, Sample};
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -149,11 +149,18 @@ pub fn parse_counter(body: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Timeout, refused, reset, or another error, from the client error and its causes.
-fn classify(e: &reqwest::Error) -> Outcome {
+/// Why a request got no HTTP answer — timeout, refused, reset, DNS, TLS or another error —
+/// from the client error and its chain of causes. `appctl load` uses it too, so both commands
+/// name failures the same way.
+pub fn classify(e: &reqwest::Error) -> Outcome {
     if e.is_timeout() {
         return Outcome::Timeout;
     }
+    classify_chain(e)
+}
+
+/// [`classify`] over any error chain (the part that does not need a `reqwest::Error`).
+pub(crate) fn classify_chain(e: &(dyn std::error::Error + 'static)) -> Outcome {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut text = String::new();
     while let Some(s) = source {
@@ -172,16 +179,47 @@ fn classify(e: &reqwest::Error) -> Outcome {
         text.push_str(": ");
         source = s.source();
     }
-    let lower = text.to_lowercase();
-    if lower.contains("connection refused") {
+    let message = text.trim_end_matches(": ").to_string();
+    let lower = message.to_lowercase();
+    // hyper-util names resolver failures "dns error"; getaddrinfo says "failed to lookup
+    // address information" (glibc) or "name or service not known".
+    if lower.contains("dns error")
+        || lower.contains("failed to lookup address")
+        || lower.contains("name or service not known")
+        || lower.contains("no address associated")
+    {
+        Outcome::Dns { message }
+    } else if lower.contains("connection refused") {
         Outcome::Refused
     } else if lower.contains("reset") || lower.contains("closed before") {
         Outcome::Reset
+    } else if lower.contains("tls")
+        || lower.contains("certificate")
+        || lower.contains("handshake")
+        || lower.contains("scheme is not http")
+    {
+        Outcome::Tls { message }
+    } else if lower.contains("timed out") {
+        Outcome::Timeout
     } else {
-        Outcome::Error {
-            message: text.trim_end_matches(": ").to_string(),
+        Outcome::Error { message }
+    }
+}
+
+/// Failed requests by cause, most frequent first, each with one example explanation:
+/// `refused ×3: connection refused: …`. Empty when every request got an HTTP answer.
+pub fn failure_causes(outcomes: impl IntoIterator<Item = Outcome>) -> Vec<(String, usize, String)> {
+    let mut by: Vec<(String, usize, String)> = Vec::new();
+    for o in outcomes {
+        let Some(why) = o.explain() else { continue };
+        let label = o.label();
+        match by.iter_mut().find(|(l, _, _)| *l == label) {
+            Some(entry) => entry.1 += 1,
+            None => by.push((label, 1, why)),
         }
     }
+    by.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    by
 }
 
 #[cfg(test)]
@@ -198,5 +236,61 @@ mod tests {
             parse_counter("Counter value: 99999999999999999999999"),
             None
         );
+    }
+
+    /// An error whose message is fixed and whose cause is another error, like hyper's.
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<std::io::Error>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_ref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn failures_are_named_by_their_cause() {
+        use std::io::{Error, ErrorKind};
+        let refused = Wrapped(
+            "client error (Connect)",
+            Some(ErrorKind::ConnectionRefused.into()),
+        );
+        assert_eq!(classify_chain(&refused), Outcome::Refused);
+        let reset = Wrapped(
+            "error sending request",
+            Some(ErrorKind::ConnectionReset.into()),
+        );
+        assert_eq!(classify_chain(&reset), Outcome::Reset);
+        let dns = Wrapped(
+            "dns error",
+            Some(Error::other(
+                "failed to lookup address information: Name or service not known",
+            )),
+        );
+        assert_eq!(classify_chain(&dns).label(), "dns");
+        let tls = Wrapped("invalid peer certificate: UnknownIssuer", None);
+        assert_eq!(classify_chain(&tls).label(), "tls");
+        let other = Wrapped("builder error", None);
+        assert_eq!(classify_chain(&other).label(), "error");
+    }
+
+    #[test]
+    fn failure_causes_are_counted_most_frequent_first() {
+        let causes = failure_causes([
+            Outcome::Status { code: 200 },
+            Outcome::Timeout,
+            Outcome::Refused,
+            Outcome::Refused,
+        ]);
+        assert_eq!(causes.len(), 2);
+        assert_eq!((causes[0].0.as_str(), causes[0].1), ("refused", 2));
+        assert!(causes[0].2.contains("connection refused"));
+        assert_eq!((causes[1].0.as_str(), causes[1].1), ("timeout", 1));
     }
 }

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use super::model::{Finding, Kind, Sample, Severity, fmt_ms};
+use crate::diagnose::model::{Finding, Kind, Sample, Severity, fmt_ms};
 
 /// Latency percentiles of the requests that got an answer or timed out.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -60,7 +60,8 @@ pub fn timed(samples: &[Sample]) -> Vec<&Sample> {
         .iter()
         .filter(|s| {
             s.ordinal > 1
-                && (s.outcome.is_success() || matches!(s.outcome, super::model::Outcome::Timeout))
+                && (s.outcome.is_success()
+                    || matches!(s.outcome, crate::diagnose::model::Outcome::Timeout))
         })
         .collect()
 }

@@ -1,12 +1,25 @@
-//! Puts the HTTP analyses together: classifies requests as fast or slow once, runs every
-//! pattern detector, and says when the verdict is certain enough to stop probing.
+//! Analyses: pure functions from evidence to findings, unit-tested on synthetic series.
+//!
+//! [`analyze`] puts the HTTP analyses together — it classifies requests as fast or slow once,
+//! runs every pattern detector ([`latency`], [`errors`], [`counter`], [`hung`]) and says when
+//! the verdict is certain enough to stop probing. [`resources`] judges the process and metrics
+//! evidence, [`coverage`] what the health endpoints say against what the target does,
+//! [`saturation`] the knee of the `--ramp`, [`history`] what Prometheus recorded.
+
+pub mod counter;
+pub mod coverage;
+pub mod errors;
+pub mod history;
+pub mod hung;
+pub mod latency;
+pub mod resources;
+pub mod saturation;
 
 use serde::Serialize;
 
-use super::counter::{self, InstanceStats};
-use super::errors;
-use super::latency::{self, Summary};
-use super::model::{Finding, Sample};
+use self::counter::InstanceStats;
+use self::latency::Summary;
+use crate::diagnose::model::{Finding, Sample};
 
 /// Everything the HTTP evidence says.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,6 +32,10 @@ pub struct HttpAnalysis {
     pub instances: Vec<InstanceStats>,
     /// What was found.
     pub findings: Vec<Finding>,
+    /// Where the service stopped answering, if it did: a `hung` finding once the collector
+    /// has confirmed it (the port still accepts, a patient request gets nothing either).
+    #[serde(skip)]
+    pub hang: Option<self::hung::Hang>,
     /// True when more requests would not change the verdict.
     #[serde(skip)]
     pub certain: bool,
@@ -71,6 +88,13 @@ pub fn analyze(samples: &[Sample], sequential: bool, timeout_ms: f64) -> HttpAna
     if let Some(f) = errors::server_errors(samples) {
         findings.push(f);
     }
+    if let Some(f) = errors::client_errors(samples) {
+        findings.push(f);
+    }
+    let hang = self::hung::candidate(samples, timeout_ms);
+    if let Some(h) = &hang {
+        certain |= h.timed_out >= self::hung::CERTAIN_HUNG_RUN && h.recovered_at.is_none();
+    }
     findings.extend(counter::anomalies(samples, sequential));
     let instances = counter::instances(&timed, &slow);
     if let Some(f) = counter::skew(&instances) {
@@ -81,6 +105,7 @@ pub fn analyze(samples: &[Sample], sequential: bool, timeout_ms: f64) -> HttpAna
         slow_threshold_ms: split.map(|s| latency::round1(s.threshold_ms)),
         instances,
         findings,
+        hang,
         certain,
     }
 }

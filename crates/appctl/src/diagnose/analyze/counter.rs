@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::latency::{median, round1};
-use super::model::{Finding, Kind, Sample, Severity, fmt_ms};
+use crate::diagnose::model::{Finding, Kind, Sample, Severity, fmt_ms};
 
 /// Name used for answers without an instance header.
 pub const UNKNOWN_INSTANCE: &str = "(no instance header)";
