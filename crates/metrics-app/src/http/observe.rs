@@ -149,7 +149,9 @@ fn has_one_host(request: &Request) -> bool {
 
 /// Request ids for requests that came without one: 16 random hex digits drawn once per
 /// process, then a 16-digit sequence number. Unique across replicas and restarts without
-/// asking the OS for randomness on every request, as a random UUID per request would.
+/// asking the OS for randomness on every request, as a random UUID per request would; written
+/// digit by digit, because `format!` with `{:x}` was a tenth of the service's own instructions
+/// per request (callgrind, bench/README.md).
 #[derive(Clone, Copy, Default)]
 pub(super) struct SequentialIds;
 
@@ -169,11 +171,13 @@ impl tower_http::request_id::MakeRequestId for SequentialIds {
             hasher.write_u32(std::process::id());
             hasher.finish()
         });
-        let id = format!(
-            "{prefix:016x}{:016x}",
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        );
-        axum::http::HeaderValue::from_str(&id)
+        let sequence = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        let mut id = [0u8; 32];
+        for (i, digit) in id.iter_mut().enumerate() {
+            let word = if i < 16 { prefix } else { sequence };
+            *digit = b"0123456789abcdef"[((word >> (60 - 4 * (i % 16))) & 0xf) as usize];
+        }
+        axum::http::HeaderValue::from_bytes(&id)
             .ok()
             .map(tower_http::request_id::RequestId::new)
     }
@@ -183,6 +187,24 @@ impl tower_http::request_id::MakeRequestId for SequentialIds {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn generated_ids_are_32_hex_digits_with_a_fixed_prefix_and_a_sequence() {
+        use tower_http::request_id::MakeRequestId;
+        let request = Request::new(axum::body::Body::empty());
+        let mut ids = SequentialIds;
+        let a = ids.make_request_id(&request).unwrap();
+        let b = ids.make_request_id(&request).unwrap();
+        let (a, b) = (
+            a.header_value().to_str().unwrap(),
+            b.header_value().to_str().unwrap(),
+        );
+        assert_eq!((a.len(), b.len()), (32, 32));
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(a[..16], b[..16]);
+        let sequence = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
+        assert_eq!(sequence(b), sequence(a) + 1);
+    }
 
     #[test]
     fn odd_request_ids_are_dropped_and_sane_ones_kept() {
