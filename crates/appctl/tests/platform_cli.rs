@@ -423,8 +423,8 @@ fn credential_catcher(refuse: String) -> (u16, std::thread::JoinHandle<Option<St
 
 #[test]
 fn git_push_authenticates_with_the_password_from_its_environment_and_never_shows_it() {
+    use appctl::platform::gitops::{AskPass, git_push_command};
     use appctl::platform::runner::{RunError, Runner, System};
-    use appctl::platform::up::{AskPass, git_push_command};
 
     let repo = tempfile::tempdir().unwrap();
     let git = |args: &[&str]| {

@@ -12,7 +12,9 @@
 
 pub mod cluster;
 pub mod commands;
+pub mod gitops;
 pub mod load;
+mod openbao;
 pub mod plan;
 pub mod runner;
 pub mod tools;

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::cluster;
-use super::plan::{self, Action, Backend, Observed, Source, Step, UpOptions};
-use super::runner::{Cmd, RunError, Runner};
+use super::gitops::push_checkout;
+use super::openbao::{OPENBAO_PODS, observe_backend, write_password};
+use super::plan::{self, Action, Observed, Source, Step, UpOptions};
+use super::runner::Runner;
 use super::tools::{self, CLUSTER};
 use super::{Error, Result};
 
@@ -28,11 +30,6 @@ pub fn argocd_manifest_url() -> String {
 }
 /// The app URL through the gateway.
 pub const APP_URL: &str = "http://metrics-app.localtest.me/counter";
-/// OpenBao's server pods (chart `openbao`, release `openbao`).
-pub const OPENBAO_PODS: &str = "app.kubernetes.io/name=openbao";
-/// Where the app's password lives in OpenBao (KV v2 at `secret/`), as the ExternalSecret
-/// reads it.
-pub const OPENBAO_PASSWORD_PATH: &str = "/v1/secret/data/metrics-app-password";
 
 /// Checked options of `up`.
 #[derive(Debug, Clone)]
@@ -124,95 +121,6 @@ pub async fn observe(r: &dyn Runner, machine: Observed, tag: &str) -> Observed {
         .await
         .unwrap_or_default();
     o
-}
-
-/// Asks OpenBao itself, through a port-forward, whether it has the password and accepts the
-/// token: after a restart (dev mode) it has lost both, while the synced Secret stays.
-async fn observe_backend(client: &kube::Client, token: Option<&str>) -> Backend {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, ListParams};
-    let pods = Api::<Pod>::namespaced(client.clone(), "openbao")
-        .list(&ListParams::default().labels(OPENBAO_PODS))
-        .await;
-    let Some(pod) = pods
-        .ok()
-        .and_then(|l| l.items.into_iter().find(cluster::pod_ready))
-        .and_then(|p| p.metadata.name)
-    else {
-        return Backend::NotRunning {
-            reason: format!("no ready pod {OPENBAO_PODS} in openbao"),
-        };
-    };
-    let Some(token) = token else {
-        return Backend::RunningWithoutToken;
-    };
-    let (port, task) = match cluster::port_forward(client, "openbao", &pod, 8200).await {
-        Ok(f) => f,
-        Err(e) => {
-            return Backend::NotRunning {
-                reason: e.to_string(),
-            };
-        }
-    };
-    let backend = ask_backend(&format!("http://127.0.0.1:{port}"), token).await;
-    task.abort();
-    backend
-}
-
-/// Reads the password from the OpenBao at `base` (KV v2) with `token`: what OpenBao says about
-/// it. Only the status and whether a non-empty `password` came back are looked at.
-pub async fn ask_backend(base: &str, token: &str) -> Backend {
-    let client = match crate::http()
-        .timeout(Duration::from_secs(10))
-        .no_proxy()
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Backend::NotRunning {
-                reason: e.to_string(),
-            };
-        }
-    };
-    let resp = match client
-        .get(format!("{base}{OPENBAO_PASSWORD_PATH}"))
-        .header("X-Vault-Token", token)
-        .send()
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return Backend::NotRunning {
-                reason: format!("OpenBao did not answer: {e}"),
-            };
-        }
-    };
-    match Backend::from_kv_status(resp.status().as_u16()) {
-        Backend::PasswordPresent => {
-            let body: serde_json::Value = resp.json_value().await;
-            let has = body["data"]["data"]["password"]
-                .as_str()
-                .is_some_and(|p| !p.is_empty());
-            if has {
-                Backend::PasswordPresent
-            } else {
-                Backend::PasswordMissing
-            }
-        }
-        other => other,
-    }
-}
-
-/// The body of a response as JSON (`null` when it is not JSON).
-trait JsonValue {
-    async fn json_value(self) -> serde_json::Value;
-}
-
-impl JsonValue for reqwest::Response {
-    async fn json_value(self) -> serde_json::Value {
-        let bytes = self.bytes().await.unwrap_or_default();
-        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
-    }
 }
 
 /// Where kube-rs looks for the kubeconfig: `KUBECONFIG`, else `~/.kube/config`.
@@ -549,7 +457,7 @@ pub fn prerequisites_error(missing: &[plan::Missing]) -> Error {
     )
 }
 
-fn path(p: &Path) -> String {
+pub(super) fn path(p: &Path) -> String {
     p.display().to_string()
 }
 
@@ -587,7 +495,7 @@ async fn ensure_namespace(c: &kube::Client, ns: &str) -> Result<()> {
     cluster::apply_object(c, obj, None).await
 }
 
-async fn apply_secret(
+pub(super) async fn apply_secret(
     c: &kube::Client,
     ns: &str,
     name: &str,
@@ -640,236 +548,6 @@ pub async fn fetch_verified(url: &str, sha256: &str) -> Result<String> {
     let body = resp.bytes().await.map_err(Error::http(what))?;
     verify_sha256(url, &body, sha256)?;
     String::from_utf8(body.to_vec()).map_err(Error::manifest(url))
-}
-
-/// A `GIT_ASKPASS` program in a private temporary directory (removed on drop). It prints the
-/// password from the environment variable `APPCTL_GIT_PASSWORD`, so the password reaches git
-/// through its environment: never in an argument, a URL, the script, or a credential store.
-#[derive(Debug)]
-pub struct AskPass {
-    dir: PathBuf,
-}
-
-impl AskPass {
-    /// Writes the script.
-    pub fn create() -> Result<Self> {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        let dir = std::env::temp_dir().join(format!("appctl-askpass-{}", random_hex(8)?));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(Error::io(format!("creating {}", dir.display())))?;
-        let me = Self { dir };
-        let script = me.path();
-        // git asks "Username for 'http://…': " only when the URL has no user; it has.
-        std::fs::write(
-            &script,
-            "#!/bin/sh\ncase \"$1\" in\n  Username*) printf '%s\\n' \"$APPCTL_GIT_USERNAME\" ;;\n  *) printf '%s\\n' \"$APPCTL_GIT_PASSWORD\" ;;\nesac\n",
-        )
-        .map_err(Error::io(format!("writing {}", script.display())))?;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700))
-            .map_err(Error::io(format!("making {} executable", script.display())))?;
-        Ok(me)
-    }
-
-    /// The script's path.
-    pub fn path(&self) -> PathBuf {
-        self.dir.join("askpass")
-    }
-}
-
-impl Drop for AskPass {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The user appctl pushes to Gitea as.
-pub const GIT_USER: &str = "appctl";
-
-/// `git push --force` of HEAD to `main` of the in-cluster repository at `base` (e.g.
-/// `http://127.0.0.1:PORT`), as [`GIT_USER`] with `password` given to git by `askpass` via the
-/// environment. `credential.helper` is emptied so no helper of the user's stores the password.
-pub fn git_push_command(root: &Path, base: &str, askpass: &Path, password: &str) -> Cmd {
-    let url =
-        format!("{base}/{GIT_USER}/metrics-app.git").replacen("://", &format!("://{GIT_USER}@"), 1);
-    Cmd::new(
-        "git",
-        &[
-            "-C",
-            &path(root),
-            "-c",
-            "credential.helper=",
-            "push",
-            "--force",
-            &url,
-            "HEAD:refs/heads/main",
-        ],
-    )
-    .env("GIT_ASKPASS", &path(askpass))
-    .env("GIT_TERMINAL_PROMPT", "0")
-    .env("APPCTL_GIT_USERNAME", GIT_USER)
-    .env("APPCTL_GIT_PASSWORD", password)
-}
-
-/// The password in the output of `gitea admin user create --random-password`, which prints
-/// `generated random password is '…'` (gitea `cmd/admin_user_create.go`).
-pub fn parse_gitea_password(output: &str) -> Option<String> {
-    const MARK: &str = "generated random password is '";
-    let line = output.lines().find(|l| l.contains(MARK))?;
-    let rest = &line[line.find(MARK)? + MARK.len()..];
-    let end = rest.rfind('\'')?;
-    let pw = &rest[..end];
-    (!pw.is_empty()).then(|| pw.to_string())
-}
-
-/// Creates the Gitea user [`GIT_USER`] with a password Gitea generates (so it is in no
-/// process's arguments), and returns that password.
-async fn create_git_user(c: &kube::Client, pod: &str) -> Result<String> {
-    use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, AttachParams};
-    use tokio::io::AsyncReadExt;
-
-    let what = format!("gitea admin user create (exec in gitops/{pod})");
-    let pods: Api<Pod> = Api::namespaced(c.clone(), "gitops");
-    let mut proc = pods
-        .exec(
-            pod,
-            [
-                "gitea",
-                "admin",
-                "user",
-                "create",
-                "--username",
-                GIT_USER,
-                "--random-password",
-                "--email",
-                "appctl@localhost",
-                "--admin",
-                "--must-change-password=false",
-            ],
-            &AttachParams::default().stdout(true).stderr(true),
-        )
-        .await
-        .map_err(Error::kube(what.clone()))?;
-    let (mut out, mut err) = (String::new(), String::new());
-    let stdout = proc.stdout();
-    let stderr = proc.stderr();
-    let status = proc.take_status();
-    let read_out = async {
-        if let Some(mut s) = stdout {
-            let _ = s.read_to_string(&mut out).await;
-        }
-    };
-    let read_err = async {
-        if let Some(mut s) = stderr {
-            let _ = s.read_to_string(&mut err).await;
-        }
-    };
-    tokio::join!(read_out, read_err);
-    let status = match status {
-        Some(s) => s.await,
-        None => None,
-    };
-    let _ = proc.join().await;
-    if let Some(pw) = parse_gitea_password(&out) {
-        return Ok(pw);
-    }
-    let failure = status.and_then(|s| s.message).unwrap_or_default();
-    let hint = if format!("{out}{err}{failure}").contains("already exists") {
-        "\nthe user exists but its password Secret gitops/git-server-admin is gone: delete the user \
-         (kubectl -n gitops exec deploy/git-server -- gitea admin user delete --username appctl --purge) \
-         and run `appctl up` again"
-    } else {
-        ""
-    };
-    Err(Error::NotFound(format!(
-        "a generated password in the output of {what}: {failure}\n{}{}{hint}",
-        out.trim(),
-        err.trim()
-    )))
-}
-
-/// Pushes HEAD to the in-cluster Gitea through a port-forward, as user `appctl` (created on
-/// first use; password kept in Secret gitops/git-server-admin), then records the commit.
-async fn push_checkout(r: &dyn Runner, c: &kube::Client, root: &Path, commit: &str) -> Result<()> {
-    let pod = cluster::running_pod(
-        c,
-        "gitops",
-        "app.kubernetes.io/name=git-server",
-        Duration::from_secs(300),
-    )
-    .await?;
-    let admin = match cluster::secret_value_opt(c, "gitops", "git-server-admin", "password").await?
-    {
-        Some(p) => p,
-        None => {
-            let p = create_git_user(c, &pod).await?;
-            apply_secret(c, "gitops", "git-server-admin", "password", &p).await?;
-            p
-        }
-    };
-    let askpass = AskPass::create()?;
-    let (port, task) = cluster::port_forward(c, "gitops", &pod, 3000).await?;
-    let cmd = git_push_command(
-        root,
-        &format!("http://127.0.0.1:{port}"),
-        &askpass.path(),
-        &admin,
-    );
-    let result = r.run_cmd(&cmd);
-    task.abort();
-    drop(askpass);
-    // git does not echo the password, but a server's message might: never show it.
-    result.map_err(|e| match e {
-        RunError::Failed {
-            command,
-            code,
-            stderr,
-        } => RunError::Failed {
-            command,
-            code,
-            stderr: stderr.replace(&admin, "***"),
-        },
-        other => other,
-    })?;
-    let obj = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "appctl-state", "namespace": "gitops"},
-        "data": {"pushed-commit": commit}
-    }))
-    .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
-    cluster::apply_object(c, obj, None).await
-}
-
-/// Writes PASSWORD to OpenBao's KV v2 (`secret/metrics-app-password`, property `password`)
-/// through a port-forward, with the generated token.
-async fn write_password(c: &kube::Client, password: &str, timeout: Duration) -> Result<()> {
-    let token = cluster::secret_value(c, "openbao", "openbao-token", "token").await?;
-    let pod = cluster::running_pod(c, "openbao", OPENBAO_PODS, timeout).await?;
-    let (port, task) = cluster::port_forward(c, "openbao", &pod, 8200).await?;
-    let what = format!("POST {OPENBAO_PASSWORD_PATH} to OpenBao (openbao/{pod})");
-    let client = crate::http()
-        .timeout(Duration::from_secs(10))
-        .no_proxy()
-        .build()
-        .map_err(Error::http(what.clone()))?;
-    let resp = client
-        .post(format!("http://127.0.0.1:{port}{OPENBAO_PASSWORD_PATH}"))
-        .header("X-Vault-Token", token)
-        .body(serde_json::json!({"data": {"password": password}}).to_string())
-        .send()
-        .await
-        .map_err(Error::http(what.clone()));
-    task.abort();
-    let resp = resp?;
-    if !resp.status().is_success() {
-        return Err(Error::HttpStatus {
-            what,
-            status: resp.status().as_u16(),
-        });
-    }
-    Ok(())
 }
 
 async fn check_gateway(timeout: Duration) -> Result<()> {
@@ -942,62 +620,6 @@ mod tests {
     }
 
     #[test]
-    fn git_push_gets_the_password_from_the_environment_never_from_argv_or_the_url() {
-        let secret = "s3cr3t-gitea-password";
-        let cmd = git_push_command(
-            Path::new("/repo"),
-            "http://127.0.0.1:41234",
-            Path::new("/tmp/appctl-askpass-x/askpass"),
-            secret,
-        );
-        assert_eq!(cmd.program, "git");
-        assert!(
-            cmd.args.iter().all(|a| !a.contains(secret)),
-            "argv: {:?}",
-            cmd.args
-        );
-        assert!(!cmd.line().contains(secret));
-        assert!(
-            cmd.args
-                .contains(&"http://appctl@127.0.0.1:41234/appctl/metrics-app.git".to_string()),
-            "{:?}",
-            cmd.args
-        );
-        // No credential helper of the user's gets to store it.
-        assert!(
-            cmd.args
-                .windows(2)
-                .any(|w| w == ["-c", "credential.helper="])
-        );
-        let env: std::collections::HashMap<_, _> = cmd.env.iter().cloned().collect();
-        assert_eq!(env["APPCTL_GIT_PASSWORD"], secret);
-        assert_eq!(env["GIT_ASKPASS"], "/tmp/appctl-askpass-x/askpass");
-        assert_eq!(env["GIT_TERMINAL_PROMPT"], "0");
-    }
-
-    #[test]
-    fn the_askpass_script_holds_no_secret_and_is_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let askpass = AskPass::create().expect("script");
-        let script = std::fs::read_to_string(askpass.path()).expect("readable");
-        assert!(script.contains("$APPCTL_GIT_PASSWORD"), "{script}");
-        let mode = std::fs::metadata(askpass.path())
-            .expect("exists")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "only the owner: {mode:o}");
-        let out = std::process::Command::new(askpass.path())
-            .arg("Password for 'http://appctl@127.0.0.1:1': ")
-            .env("APPCTL_GIT_PASSWORD", "pw from env")
-            .output()
-            .expect("runs");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "pw from env\n");
-        let dir = askpass.path();
-        drop(askpass);
-        assert!(!dir.exists(), "removed on drop");
-    }
-
-    #[test]
     fn the_bootstrap_digest_changes_with_any_file_and_reads_the_real_directory() {
         let a = vec![(PathBuf::from("d/a.yaml"), "x: 1".to_string())];
         let mut b = a.clone();
@@ -1029,96 +651,5 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted, "applied in a stable order");
-    }
-
-    #[test]
-    fn gitea_s_generated_password_is_read_from_its_output() {
-        // The line gitea's `admin user create --random-password` prints (cmd/admin_user_create.go),
-        // after whatever it logs first.
-        let out = "2026/12/01 17:00:00 ...s/setting/setting.go:100:init() [I] log\n\
-                   generated random password is 'aB3$x'y9'\n\
-                   New user 'appctl' has been successfully created!\n";
-        assert_eq!(parse_gitea_password(out).as_deref(), Some("aB3$x'y9"));
-        assert_eq!(
-            parse_gitea_password("user already exists [name: appctl]"),
-            None
-        );
-        assert_eq!(
-            parse_gitea_password("generated random password is ''"),
-            None
-        );
-    }
-
-    /// A one-request OpenBao: answers `status` with `body` and returns the request head it got.
-    async fn fake_openbao(
-        status: &'static str,
-        body: &'static str,
-    ) -> (String, tokio::task::JoinHandle<String>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let task = tokio::spawn(async move {
-            let (mut conn, _) = listener.accept().await.expect("a request");
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.ends_with(b"\r\n\r\n") {
-                let n = conn.read(&mut buf).await.expect("read");
-                if n == 0 {
-                    break;
-                }
-                head.extend_from_slice(&buf[..n]);
-            }
-            let answer = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            conn.write_all(answer.as_bytes()).await.expect("write");
-            String::from_utf8_lossy(&head).into_owned()
-        });
-        (base, task)
-    }
-
-    #[tokio::test]
-    async fn openbao_itself_is_asked_for_the_password_with_the_token() {
-        let (base, bao) = fake_openbao(
-            "200 OK",
-            r#"{"data":{"data":{"password":"pw"},"metadata":{"version":1}}}"#,
-        )
-        .await;
-        assert_eq!(ask_backend(&base, "tok-1").await, Backend::PasswordPresent);
-        let head = bao.await.expect("served").to_ascii_lowercase();
-        assert!(
-            head.starts_with(&format!("get {OPENBAO_PASSWORD_PATH} http/1.1")),
-            "{head}"
-        );
-        assert!(head.contains("x-vault-token: tok-1"), "{head}");
-    }
-
-    #[tokio::test]
-    async fn a_restarted_openbao_or_a_lost_token_is_noticed() {
-        // Dev mode after a restart: the KV path is gone.
-        let (base, bao) = fake_openbao("404 Not Found", r#"{"errors":[]}"#).await;
-        assert_eq!(ask_backend(&base, "t").await, Backend::PasswordMissing);
-        bao.await.expect("served");
-        // A root token that is not the one in the Secret.
-        let (base, bao) =
-            fake_openbao("403 Forbidden", r#"{"errors":["permission denied"]}"#).await;
-        assert_eq!(ask_backend(&base, "t").await, Backend::TokenRejected);
-        bao.await.expect("served");
-        // The path exists but holds no password.
-        let (base, bao) = fake_openbao("200 OK", r#"{"data":{"data":{}}}"#).await;
-        assert_eq!(ask_backend(&base, "t").await, Backend::PasswordMissing);
-        bao.await.expect("served");
-        // Nobody listening.
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            format!("http://{}", l.local_addr().expect("addr"))
-        };
-        assert!(matches!(
-            ask_backend(&closed, "t").await,
-            Backend::NotRunning { .. }
-        ));
     }
 }
