@@ -51,6 +51,16 @@ pub struct Cli {
     #[arg(long, env = "REDIS_KEY", default_value = "metrics-app:counter", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub redis_key: String,
 
+    /// After each batch of increments, wait until this many replicas have it before answering
+    /// (Redis `WAIT`), so a replica promoted after a failover never hands out a value twice.
+    /// 0 turns it off; it needs that many replicas attached, or `/counter` answers 503.
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
+    pub redis_wait_replicas: u32,
+
+    /// How long `--redis-wait-replicas` waits for the replicas before the batch fails with 503.
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT", default_value = "100ms", value_parser = wait_timeout)]
+    pub redis_wait_timeout: Duration,
+
     /// Instance name for the X-Instance header and logs [default: $POD_NAME, else the host name].
     #[arg(long, env = "INSTANCE", value_parser = instance_name)]
     pub instance: Option<String>,
@@ -167,6 +177,9 @@ pub enum StoreConfig {
         url: Secret,
         /// Key holding the counter.
         key: String,
+        /// Replicas that must have each batch before it is answered (0: none), and how long to
+        /// wait for them.
+        wait: (u32, Duration),
     },
 }
 
@@ -222,6 +235,7 @@ impl Cli {
                 StoreConfig::Redis {
                     url: Secret::new(url),
                     key: self.redis_key,
+                    wait: (self.redis_wait_replicas, self.redis_wait_timeout),
                 }
             }
         };
@@ -248,6 +262,16 @@ fn interval(raw: &str) -> Result<Duration, String> {
 /// A timeout: at least 100ms.
 fn timeout(raw: &str) -> Result<Duration, String> {
     at_least(raw, Duration::from_millis(100))
+}
+
+/// How long to wait for replicas: 10ms to 500ms (within the Redis connection's own response
+/// timeout, so the answer to `WAIT` is never cut off by it).
+fn wait_timeout(raw: &str) -> Result<Duration, String> {
+    let parsed = interval(raw)?;
+    if parsed > Duration::from_millis(500) {
+        return Err("a duration from 10ms to 500ms".into());
+    }
+    Ok(parsed)
 }
 
 fn at_least(raw: &str, min: Duration) -> Result<Duration, String> {
@@ -349,6 +373,14 @@ mod tests {
             ),
             (&["--fault", "explode"], &["--fault", "slow-even", "leak"]),
             (&["--redis-key", ""], &["--redis-key"]),
+            (
+                &["--redis-wait-timeout", "2s"],
+                &["--redis-wait-timeout", "500ms"],
+            ),
+            (
+                &["--redis-wait-replicas", "99"],
+                &["--redis-wait-replicas", "99"],
+            ),
         ] {
             let msg = refused(args);
             for needle in needles {

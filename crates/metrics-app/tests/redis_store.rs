@@ -182,3 +182,50 @@ async fn a_counter_key_that_is_not_a_number_fails_readiness_naming_the_data_prob
     assert_eq!(counter_value(&body), 42);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_wait_every_answered_value_is_already_on_the_replica_and_without_one_503() {
+    let primary = RedisServer::start();
+    let mut replica = primary.start_replica().await;
+    let url = primary.url();
+    let app = TestApp::spawn(&[
+        "--store",
+        "redis",
+        "--redis-url",
+        &url,
+        "--redis-wait-replicas",
+        "1",
+        "--redis-wait-timeout",
+        "200ms",
+        "--drain-delay",
+        "0s",
+    ])
+    .await;
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
+    let http = client();
+    for expected in 1..=20 {
+        let body = http
+            .get(app.url("/counter"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(counter_value(&body), expected);
+        // Answered only once the replica had it: a promoted replica would go on from here.
+        let on_replica: u64 = redis_cli(&replica, &["GET", "metrics-app:counter"])
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            on_replica >= expected,
+            "replica at {on_replica}, answered {expected}"
+        );
+    }
+    replica.stop();
+    let r = http.get(app.url("/counter")).send().await.unwrap();
+    assert_eq!(r.status(), 503, "answered without a replica");
+    assert_eq!(r.text().await.unwrap(), "counter store unavailable");
+    app.stop().await;
+}

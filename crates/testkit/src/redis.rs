@@ -14,6 +14,8 @@ pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
     proc: Option<Proc>,
+    /// The primary's port, for a replica.
+    replica_of: Option<u16>,
 }
 
 impl Redis {
@@ -23,6 +25,20 @@ impl Redis {
             port: free_port()?,
             dir: tempfile::tempdir().context("creating the redis data dir")?,
             proc: None,
+            replica_of: None,
+        };
+        redis.launch()?;
+        Ok(redis)
+    }
+
+    /// Starts a replica of `primary` on a free port; waits until it accepts connections (not
+    /// until it has synced: ask `INFO replication` for that).
+    pub fn start_replica_of(primary: &Redis) -> Result<Self> {
+        let mut redis = Self {
+            port: free_port()?,
+            dir: tempfile::tempdir().context("creating the redis data dir")?,
+            proc: None,
+            replica_of: Some(primary.port),
         };
         redis.launch()?;
         Ok(redis)
@@ -48,6 +64,9 @@ impl Redis {
             "--daemonize",
             "no",
         ]);
+        if let Some(primary) = self.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
         self.proc = Some(Proc::spawn("redis", cmd)?);
         wait_tcp(self.port, Duration::from_secs(10), "redis-server")
     }

@@ -30,6 +30,8 @@ pub struct Redis {
     conn: ConnectionManager,
     /// The key holding the counter.
     key: String,
+    /// Replicas that must acknowledge each batch (`WAIT`), 0 for none, and for how long.
+    wait: (u32, Duration),
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -42,12 +44,38 @@ impl std::fmt::Debug for RedisStore {
 }
 
 impl AddBy for Arc<Redis> {
+    /// `INCRBY key k`, and with `--redis-wait-replicas N` also `WAIT N timeout` in the same
+    /// round trip (a pipeline): the batch is answered only once N replicas have it. When fewer
+    /// acknowledge in time the batch fails with 503; its values stay unused (gaps), so a
+    /// replica promoted later, which may not have them, cannot hand them out a second time.
     fn add_by(&self, k: u64) -> impl std::future::Future<Output = Result<u64>> + Send {
         let store = self.clone();
         async move {
-            let value: i64 = store
-                .call(redis::cmd("INCRBY").arg(&store.key).arg(k))
-                .await?;
+            let (replicas, timeout) = store.wait;
+            let value: i64 = if replicas == 0 {
+                store
+                    .call(redis::cmd("INCRBY").arg(&store.key).arg(k))
+                    .await?
+            } else {
+                let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                let (value, acked): (i64, u32) = store
+                    .call_pipeline(
+                        redis::pipe()
+                            .cmd("INCRBY")
+                            .arg(&store.key)
+                            .arg(k)
+                            .cmd("WAIT")
+                            .arg(replicas)
+                            .arg(timeout_ms),
+                    )
+                    .await?;
+                if acked < replicas {
+                    return Err(StoreError::Unavailable(format!(
+                        "the increment reached {acked} of {replicas} replicas within {timeout_ms}ms"
+                    )));
+                }
+                value
+            };
             u64::try_from(value)
                 .map_err(|_| StoreError::Corrupt(format!("INCRBY returned {value}")))
         }
@@ -56,7 +84,7 @@ impl AddBy for Arc<Redis> {
 
 impl RedisStore {
     /// Prepares the connection without connecting: start-up never blocks on Redis.
-    pub fn new(url: &Secret, key: String) -> Result<Self> {
+    pub fn new(url: &Secret, key: String, wait: (u32, Duration)) -> Result<Self> {
         let client = redis::Client::open(url.expose())
             // The error text could echo the URL; keep it out of logs.
             .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind())))?;
@@ -68,7 +96,7 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self(Coalescer::new(Arc::new(Redis { conn, key }))))
+        Ok(Self(Coalescer::new(Arc::new(Redis { conn, key, wait }))))
     }
 
     /// One increment, sent with the others that are waiting.
@@ -103,6 +131,20 @@ impl RedisStore {
 }
 
 impl Redis {
+    async fn call_pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut conn = self.conn.clone();
+        let budget = CALL_TIMEOUT + self.wait.1;
+        match tokio::time::timeout(budget, pipe.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if is_data_error(&e) => Err(StoreError::Corrupt(e.to_string())),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {}ms",
+                budget.as_millis()
+            ))),
+        }
+    }
+
     async fn call<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T> {
         let mut conn = self.conn.clone();
         match tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {

@@ -198,6 +198,17 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.0.restart().unwrap();
     }
+
+    /// A replica of this server, once it has synced with it.
+    pub async fn start_replica(&self) -> RedisServer {
+        let replica = RedisServer(testkit::Redis::start_replica_of(&self.0).unwrap());
+        let synced = eventually(Duration::from_secs(10), || {
+            redis_cli(&replica, &["INFO", "replication"]).contains("master_link_status:up")
+        })
+        .await;
+        assert!(synced, "the replica did not sync with its primary");
+        replica
+    }
 }
 
 /// Runs `redis-cli` against `redis` with `args`; its stdout.
