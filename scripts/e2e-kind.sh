@@ -140,7 +140,10 @@ if grep -E '^ *[0-9]+\. run +(create|build|load|install|apply|push)' "$WORK/seco
 fi
 
 log "2. HA profile: one counter in Valkey behind the gateway"
-[ "$(curl -fsS --max-time 10 "$APP/healthz")" = ok ] || fail "GET $APP/healthz did not answer ok"
+# Probes are on the management port, inside the cluster only: through the gateway, the public root.
+curl -fsS --max-time 10 "$APP/" | grep -q "Metrics Dashboard" || fail "GET $APP/ did not answer the dashboard title"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$APP/metrics")
+[ "$code" = 404 ] || fail "GET $APP/metrics answered $code through the gateway; metrics must stay inside the cluster"
 wait_for "the metrics-app Deployment rolled out" 300 rolled_out
 replicas=$(k -n "$NS" get deployment metrics-app -o jsonpath='{.status.readyReplicas}')
 [ "${replicas:-0}" -ge 2 ] || fail "the HA profile should run at least 2 ready replicas, found ${replicas:-0}"
