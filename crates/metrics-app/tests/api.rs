@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
-use common::{PASSWORD, TestApp, client, config, counter_value};
+use common::{PASSWORD, TestApp, client, config, counter_value, get_text};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -425,7 +425,7 @@ async fn sixty_four_tasks_of_five_hundred_requests_get_exactly_one_to_32000() {
         tasks.push(tokio::spawn(async move {
             let mut values = Vec::with_capacity(500);
             for _ in 0..500 {
-                let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+                let body = get_text(&client, &url).await;
                 values.push(counter_value(&body));
             }
             values
@@ -674,14 +674,7 @@ async fn with_the_public_listener_saturated_probes_still_answer_at_once_and_newc
         median < Duration::from_millis(100),
         "probes took {took:?} while the public listener was saturated"
     );
-    let metrics = http
-        .get(app.mgmt("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &app.mgmt("/metrics")).await;
     // The 8 held connections beyond the budget, and the newcomer.
     assert!(
         metrics.contains("metrics_app_connections_shed_total{listener=\"public\"} 9"),

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{Binary, PASSWORD, client, counter_value, wait_until_ok};
+use common::{Binary, PASSWORD, client, counter_value, get_text, wait_until_ok};
 
 /// Runs the binary to its end with `args` and only the environment in `envs` (no `PASSWORD`
 /// unless given there).
@@ -149,16 +149,7 @@ async fn sigterm_drains_with_readyz_503_finishes_in_flight_requests_and_exits_0(
     wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
     let http = client();
     assert_eq!(
-        counter_value(
-            &http
-                .get(app.url("/counter"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        ),
+        counter_value(&get_text(&http, &app.url("/counter")).await),
         1
     );
     let slow = tokio::spawn(http.get(app.url("/counter")).send());
@@ -166,14 +157,7 @@ async fn sigterm_drains_with_readyz_503_finishes_in_flight_requests_and_exits_0(
     let metrics_url = app.mgmt("/metrics");
     let until = Instant::now() + Duration::from_secs(5);
     loop {
-        let text = http
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&http, &metrics_url).await;
         if gauge(&text, "http_requests_in_flight") >= 2.0 {
             // The scrape itself and the slow /counter.
             break;
@@ -308,14 +292,7 @@ async fn json_logs_have_one_access_event_per_request_and_promtool_accepts_the_me
             .await
             .unwrap();
     }
-    let exposition = http
-        .get(app.mgmt("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let exposition = get_text(&http, &app.mgmt("/metrics")).await;
     app.signal("TERM");
     assert_eq!(app.wait_exit(Duration::from_secs(10)).code(), Some(0));
 
@@ -464,14 +441,7 @@ async fn slow_even_makes_even_values_slow_and_leaves_burner_processes_running() 
     let mut timings = Vec::new();
     for _ in 0..4 {
         let started = Instant::now();
-        let body = http
-            .get(app.url("/counter"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = get_text(&http, &app.url("/counter")).await;
         timings.push((counter_value(&body), started.elapsed()));
     }
     for (value, took) in &timings {
@@ -493,14 +463,7 @@ async fn slow_even_makes_even_values_slow_and_leaves_burner_processes_running() 
         burners >= 2,
         "expected burner children still running, found {burners}"
     );
-    let exposition = http
-        .get(app.mgmt("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let exposition = get_text(&http, &app.mgmt("/metrics")).await;
     assert_eq!(
         gauge(
             &exposition,
@@ -530,28 +493,14 @@ async fn leak_retains_touched_memory_per_request() {
     wait_until_ok(&app.mgmt("/healthz"), Duration::from_secs(10)).await;
     let http = client();
     let rss = |text: &str| gauge(text, "process_resident_memory_bytes");
-    let before = http
-        .get(app.mgmt("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = get_text(&http, &app.mgmt("/metrics")).await;
     for _ in 0..4 {
         http.get(app.url("/counter")).send().await.unwrap();
     }
     // Wait for a process sample taken after the requests.
     let deadline = Instant::now() + Duration::from_secs(5);
     let after = loop {
-        let text = http
-            .get(app.mgmt("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = get_text(&http, &app.mgmt("/metrics")).await;
         if rss(&text) - rss(&before) > 60.0 * 1024.0 * 1024.0 || Instant::now() > deadline {
             break text;
         }

@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{RedisServer, TestApp, client, counter_value, redis_cli, wait_until_ok};
+use common::{RedisServer, TestApp, client, counter_value, get_text, redis_cli, wait_until_ok};
 
 async fn spawn_on(redis: &RedisServer, instance: &str) -> TestApp {
     let url = redis.url();
@@ -86,16 +86,7 @@ async fn a_redis_outage_gives_503_and_unready_then_counting_resumes_without_dupl
     let http = client();
     let mut values = Vec::new();
     for _ in 0..20 {
-        values.push(counter_value(
-            &http
-                .get(app.url("/counter"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        ));
+        values.push(counter_value(&get_text(&http, &app.url("/counter")).await));
     }
     assert_eq!(values, (1..=20).collect::<Vec<_>>());
 
@@ -111,14 +102,7 @@ async fn a_redis_outage_gives_503_and_unready_then_counting_resumes_without_dupl
     let ready = http.get(app.mgmt("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.text().await.unwrap(), "redis store unavailable");
-    let metrics = http
-        .get(app.mgmt("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&http, &app.mgmt("/metrics")).await;
     assert!(
         metrics.lines().any(|l| l.starts_with(
             "metrics_app_store_errors_total{store=\"redis\",operation=\"increment\"}"
@@ -171,14 +155,7 @@ async fn a_counter_key_that_is_not_a_number_fails_readiness_naming_the_data_prob
     // Repaired, it is ready again and counts on from the repaired value.
     redis_cli(&redis, &["SET", "metrics-app:counter", "41"]);
     wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(5)).await;
-    let body = http
-        .get(app.url("/counter"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = get_text(&http, &app.url("/counter")).await;
     assert_eq!(counter_value(&body), 42);
     app.stop().await;
 }
@@ -204,14 +181,7 @@ async fn with_wait_every_answered_value_is_already_on_the_replica_and_without_on
     wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
     let http = client();
     for expected in 1..=20 {
-        let body = http
-            .get(app.url("/counter"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = get_text(&http, &app.url("/counter")).await;
         assert_eq!(counter_value(&body), expected);
         // Answered only once the replica had it: a promoted replica would go on from here.
         let on_replica: u64 = redis_cli(&replica, &["GET", "metrics-app:counter"])

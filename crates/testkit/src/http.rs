@@ -12,5 +12,5 @@ pub fn client() -> reqwest::Client {
 
 /// Parses `Counter value: N`.
 pub fn counter_value(body: &str) -> Option<u64> {
-    body.strip_prefix("Counter value: ")?.trim().parse().ok()
+    body.trim().strip_prefix("Counter value: ")?.parse().ok()
 }

@@ -43,10 +43,7 @@ pub struct Running {
     handles: Vec<tokio::task::JoinHandle<Vec<Outcome>>>,
 }
 
-/// Parses `Counter value: N`.
-pub fn counter_value(body: &str) -> Option<u64> {
-    body.trim().strip_prefix("Counter value: ")?.parse().ok()
-}
+pub use testkit::http::counter_value;
 
 impl Load {
     /// Starts the load against `url`.

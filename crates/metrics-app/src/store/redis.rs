@@ -131,31 +131,32 @@ impl RedisStore {
 }
 
 impl Redis {
-    async fn call_pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let mut conn = self.conn.clone();
-        let budget = CALL_TIMEOUT + self.wait.1;
-        match tokio::time::timeout(budget, pipe.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if is_data_error(&e) => Err(StoreError::Corrupt(e.to_string())),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {}ms",
-                budget.as_millis()
-            ))),
-        }
-    }
-
+    /// One command, bounded by [`CALL_TIMEOUT`].
     async fn call<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T> {
         let mut conn = self.conn.clone();
-        match tokio::time::timeout(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) if is_data_error(&e) => Err(StoreError::Corrupt(e.to_string())),
-            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer within {}ms",
-                CALL_TIMEOUT.as_millis()
-            ))),
-        }
+        bounded(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await
+    }
+
+    /// A pipeline ending in `WAIT`, bounded by [`CALL_TIMEOUT`] plus the wait's own timeout.
+    async fn call_pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut conn = self.conn.clone();
+        bounded(CALL_TIMEOUT + self.wait.1, pipe.query_async::<T>(&mut conn)).await
+    }
+}
+
+/// `call`'s answer within `budget`, its failure sorted into a data problem or an outage.
+async fn bounded<T>(
+    budget: Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(budget, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) if is_data_error(&e) => Err(StoreError::Corrupt(e.to_string())),
+        Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {}ms",
+            budget.as_millis()
+        ))),
     }
 }
 

@@ -104,6 +104,11 @@ impl Drop for TestApp {
     }
 }
 
+/// The body of `GET url`, which must answer.
+pub async fn get_text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// Parses `Counter value: N`.
 pub fn counter_value(body: &str) -> u64 {
     testkit::http::counter_value(body).unwrap_or_else(|| panic!("unexpected body {body:?}"))
