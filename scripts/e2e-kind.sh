@@ -3,24 +3,32 @@
 # .github/workflows/ci.yml; it cannot run in this project's own CI, which has no container
 # engine). It asserts what a user sees, in this order:
 #
-#   1. appctl up (dry run, then for real), and a second up plans no changes
-#   2. the HA profile: /counter through the gateway strictly increases across several
-#      replicas, and Valkey holds the count (one shared counter, not one per pod)
-#   3. a rollout of a new image under load with zero failed requests
-#   4. appctl rollback: the Deployment runs the previous image again, the count goes on;
-#      then back to automated sync with appctl up
-#   5. an alert reaches Alertmanager's receiver: the leak fault mode (enabled through git)
-#      gets a pod OOMKilled, and MetricsAppOOMKilled/MetricsAppRestarting is active at
+#   1. appctl up --env dev,staging,prod (dry run, then for real): every environment runs the
+#      image built and answers on its hostname; a second up plans no changes
+#   2. prod (the HA profile): /counter through the gateway strictly increases across several
+#      replicas, and Redis holds the count (one shared counter, not one per pod: the redis-ha
+#      release of prod's namespace, a primary and two replicas behind Sentinels)
+#   3. a new commit: appctl up deploys its image to dev only, staging and prod keep theirs
+#   4. promotion as a commit: appctl promote --from dev --to staging, staging runs dev's image
+#      and appctl status says so; appctl rollback --env staging (a revert commit), staging runs
+#      its old image again
+#   5. a promotion to prod under load with zero failed requests
+#   6. appctl rollback --app metrics-app-prod (ArgoCD history): prod runs the previous image
+#      again, the count goes on; made permanent with rollback --env prod, then back to
+#      automated sync with appctl up
+#   7. an alert reaches Alertmanager's receiver: the leak fault mode (enabled through git)
+#      gets a prod pod OOMKilled, and MetricsAppOOMKilled/MetricsAppRestarting is active at
 #      Alertmanager, routed to the receiver `metrics-app`
 #      (deploy/platform/kube-prometheus-stack-values.yaml), not to the catch-all "null"
-#   6. appctl down leaves nothing behind: no kind cluster, no node container, no kubeconfig
+#   8. appctl down leaves nothing behind: no kind cluster, no node container, no kubeconfig
 #      context
 #
-#   bash scripts/e2e-kind.sh     # KEEP=1 keeps the cluster (and skips step 6)
-#                                # E2E_ALERT_RECEIVER=NAME: another receiver in step 5
+#   bash scripts/e2e-kind.sh     # KEEP=1 keeps the cluster (and skips step 8)
+#                                # E2E_ALERT_RECEIVER=NAME: another receiver in step 7
 #
 # It works on a throwaway clone of the committed HEAD (uncommitted changes are not tested): the
-# rollout and the fault mode are commits there. Every wait is bounded; a failure prints the
+# new image and the fault mode are commits there; promotions and their rollbacks are commits
+# appctl makes in the in-cluster repository. Every wait is bounded; a failure prints the
 # cluster's state before the cluster is deleted.
 #
 # Needs: docker (running), kind >= 0.29, kubectl >= 1.32, git, curl, python3, cargo.
@@ -35,8 +43,12 @@ fail() {
 
 CLUSTER=metrics-app # appctl's cluster name (crates/appctl/src/platform/tools.rs)
 CONTEXT=kind-$CLUSTER
-NS=metrics-app
-APP=http://metrics-app.localtest.me
+# deploy/argocd/values.yaml: environment ENV runs in namespace metrics-app-ENV, on ENV.metrics-app.localtest.me
+ENVS=dev,staging,prod
+NS=metrics-app-prod # the HA environment: replicas, Redis with Sentinels, HPA, alerts
+APP=http://prod.metrics-app.localtest.me
+ns_of() { echo "metrics-app-$1"; }
+url_of() { echo "http://$1.metrics-app.localtest.me"; }
 export PASSWORD=${PASSWORD:-e2e-$(date +%s)}
 
 for tool in docker kind kubectl git curl python3 cargo; do
@@ -77,7 +89,7 @@ diagnostics() {
   printf '\n=== cluster state at the failure\n'
   k -n argocd get applications -o wide || true
   k get pods -A -o wide || true
-  k -n "$NS" describe pods 2>/dev/null | tail -n 80 || true
+  for env in ${ENVS//,/ }; do k -n "$(ns_of "$env")" describe pods 2>/dev/null | tail -n 40 || true; done
   k get events -A --sort-by=.lastTimestamp 2>/dev/null | tail -n 40 || true
   "$APPCTL" status || true
 }
@@ -90,20 +102,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The image the Deployment's metrics-app container runs.
+# The image the metrics-app container of namespace $1's Deployment runs.
 deployed_image() {
-  k -n "$NS" get deployment metrics-app -o jsonpath='{.spec.template.spec.containers[?(@.name=="metrics-app")].image}'
+  k -n "$1" get deployment metrics-app -o jsonpath='{.spec.template.spec.containers[?(@.name=="metrics-app")].image}'
 }
+rolled_out() { k -n "$1" rollout status deployment/metrics-app --timeout=10s; }
+# image_is NAMESPACE IMAGE: the Deployment runs IMAGE, rolled out.
 image_is() {
   local now
-  now=$(deployed_image)
-  [ "$now" = "$1" ] || {
-    echo "the Deployment runs '$now', want '$1'"
+  now=$(deployed_image "$1")
+  [ "$now" = "$2" ] || {
+    echo "the Deployment in $1 runs '$now', want '$2'"
     return 1
   }
+  rolled_out "$1"
 }
 expected_image() { echo "metrics-app:$(git rev-parse --short=12 HEAD)"; }
-rolled_out() { k -n "$NS" rollout status deployment/metrics-app --timeout=10s; }
 
 # check_shared_counter N: N requests to /counter through the gateway; the values must strictly
 # increase and come from at least two replicas (X-Instance), which only one shared store can
@@ -128,64 +142,110 @@ check_shared_counter() {
   LAST_COUNTER=$prev
 }
 
-log "1. appctl up (dry run, then for real)"
-"$APPCTL" up --dry-run
-"$APPCTL" up --timeout 25m
-out=$(image_is "$(expected_image)") || fail "after appctl up: $out"
+log "1. appctl up --env $ENVS (dry run, then for real)"
+"$APPCTL" up --dry-run --env "$ENVS"
+"$APPCTL" up --env "$ENVS" --timeout 25m
+IMAGE_BEFORE=$(expected_image)
+for env in ${ENVS//,/ }; do
+  out=$(image_is "$(ns_of "$env")" "$IMAGE_BEFORE") || fail "after appctl up, $env: $out"
+  curl -fsS --max-time 10 "$(url_of "$env")/counter" | grep -q "^Counter value: " ||
+    fail "GET $(url_of "$env")/counter did not answer a counter"
+done
 
 log "1. a second appctl up changes nothing"
-"$APPCTL" up --dry-run | tee "$WORK/second-plan.txt"
-if grep -E '^ *[0-9]+\. run +(create|build|load|install|apply|push)' "$WORK/second-plan.txt"; then
+"$APPCTL" up --dry-run --env "$ENVS" | tee "$WORK/second-plan.txt"
+if grep -E '^ *[0-9]+\. run +(create|build|load|install|apply|push|commit)' "$WORK/second-plan.txt"; then
   fail "a second appctl up planned the changes above"
 fi
 
-log "2. HA profile: one counter in Valkey behind the gateway"
+log "2. prod (HA profile): one counter in Redis behind the gateway"
 # Probes are on the management port, inside the cluster only: through the gateway, the public root.
 curl -fsS --max-time 10 "$APP/" | grep -q "Metrics Dashboard" || fail "GET $APP/ did not answer the dashboard title"
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$APP/metrics")
 [ "$code" = 404 ] || fail "GET $APP/metrics answered $code through the gateway; metrics must stay inside the cluster"
-wait_for "the metrics-app Deployment rolled out" 300 rolled_out
+wait_for "the prod Deployment rolled out" 300 rolled_out "$NS"
 replicas=$(k -n "$NS" get deployment metrics-app -o jsonpath='{.status.readyReplicas}')
 [ "${replicas:-0}" -ge 2 ] || fail "the HA profile should run at least 2 ready replicas, found ${replicas:-0}"
 check_shared_counter 30
-valkey=$(k -n "$NS" get pods -l app.kubernetes.io/name=valkey -o jsonpath='{.items[0].metadata.name}')
-[ -n "$valkey" ] || fail "no Valkey pod (label app.kubernetes.io/name=valkey) in namespace $NS"
-stored=$(k -n "$NS" exec "$valkey" -- valkey-cli GET metrics-app:counter | tr -d '\r')
-if ! [[ $stored =~ ^[0-9]+$ ]] || [ "$stored" -lt "$LAST_COUNTER" ]; then
-  fail "Valkey's metrics-app:counter is '$stored', but the gateway answered $LAST_COUNTER: the app does not count in Valkey"
+# The redis-ha chart's pods (labels app and release = redis-ha), container redis. The primary
+# has every increment, a replica may lag: the highest value of the three is the primary's.
+redis_pods=$(k -n "$NS" get pods -l app=redis-ha,release=redis-ha -o jsonpath='{.items[*].metadata.name}')
+[ -n "$redis_pods" ] || fail "no redis-ha pod (labels app=redis-ha, release=redis-ha) in namespace $NS"
+stored=-1
+for pod in $redis_pods; do
+  value=$(k -n "$NS" exec "$pod" -c redis -- redis-cli GET metrics-app:counter | tr -d '\r')
+  if [[ $value =~ ^[0-9]+$ ]] && [ "$value" -gt "$stored" ]; then stored=$value; fi
+done
+if [ "$stored" -lt "$LAST_COUNTER" ]; then
+  fail "Redis's metrics-app:counter is at most '$stored', but the gateway answered $LAST_COUNTER: the app does not count in Redis"
 fi
-echo "    Valkey holds metrics-app:counter = $stored"
+echo "    Redis holds metrics-app:counter = $stored"
 "$APPCTL" status
 
-log "3. rollout of a new image under load: zero failed requests"
-IMAGE_BEFORE=$(deployed_image)
+log "3. a new commit: appctl up deploys it to dev, staging and prod keep their image"
+# A new commit (empty) gives a new image tag; appctl up builds, loads and pushes it, and commits
+# it for dev in the in-cluster repository, carrying the other environments' images over.
+git commit --allow-empty -q -m "e2e: new image $(date +%s)"
+ROLLOUT_COMMIT=$(git rev-parse HEAD)
+"$APPCTL" up --env "$ENVS" --timeout 10m
+IMAGE_AFTER=$(expected_image)
+[ "$IMAGE_AFTER" != "$IMAGE_BEFORE" ] || fail "the new commit did not change the image tag ($IMAGE_AFTER)"
+wait_for "dev runs the new image $IMAGE_AFTER" 300 image_is "$(ns_of dev)" "$IMAGE_AFTER"
+for env in staging prod; do
+  out=$(image_is "$(ns_of "$env")" "$IMAGE_BEFORE") || fail "appctl up changed $env's image: $out"
+done
+
+log "4. promotion as a commit: dev -> staging, then rollback --env staging"
+"$APPCTL" promote --from dev --to staging | tee "$WORK/promote.txt"
+grep -qF "promote staging to $IMAGE_AFTER (from dev)" "$WORK/promote.txt" ||
+  fail "appctl promote did not report the commit 'promote staging to $IMAGE_AFTER (from dev)'"
+wait_for "staging runs dev's image $IMAGE_AFTER" 300 image_is "$(ns_of staging)" "$IMAGE_AFTER"
+staging_in_status() {
+  "$APPCTL" status --output json >"$WORK/status.json" || return 1
+  python3 - "$WORK/status.json" "$1" <<'PY'
+import json, sys
+status, want = json.load(open(sys.argv[1])), sys.argv[2]
+staging = next((e for e in status["environments"] if e["env"] == "staging"), None)
+app = (staging or {}).get("application", {})
+if not staging or staging["wants"] != want or staging["runs"] != want or app.get("sync") != "Synced":
+    print(f"appctl status says {staging}, want {want} wanted, running and Synced")
+    sys.exit(1)
+print(f'    appctl status: staging wants and runs {want}, {app["sync"]}/{app["health"]}')
+PY
+}
+wait_for "appctl status shows staging Synced on $IMAGE_AFTER" 120 staging_in_status "$IMAGE_AFTER"
+staging_in_status "$IMAGE_AFTER"
+if "$APPCTL" promote --from dev --to staging 2>"$WORK/again.txt"; then
+  fail "a second identical promotion succeeded; it must refuse (nothing to promote)"
+fi
+grep -q "staging already runs dev's image" "$WORK/again.txt" || fail "unexpected refusal: $(cat "$WORK/again.txt")"
+"$APPCTL" rollback --env staging | tee "$WORK/rollback.txt"
+grep -qF "roll back staging to $IMAGE_BEFORE" "$WORK/rollback.txt" ||
+  fail "appctl rollback --env staging did not report 'roll back staging to $IMAGE_BEFORE'"
+wait_for "after rollback --env staging, staging runs its old image $IMAGE_BEFORE" 300 image_is "$(ns_of staging)" "$IMAGE_BEFORE"
+
+log "5. a promotion to prod under load: zero failed requests"
 "$APPCTL" load "$APP/counter" --concurrency 4 --duration 150s >"$WORK/load.txt" 2>&1 &
 LOAD=$!
-# A new commit (empty) gives a new image tag; appctl up builds, loads, pushes and syncs it.
-git commit --allow-empty -q -m "e2e: rollout $(date +%s)"
-ROLLOUT_COMMIT=$(git rev-parse HEAD)
-"$APPCTL" up --timeout 10m
+"$APPCTL" promote --from dev --to prod
+wait_for "prod runs the new image $IMAGE_AFTER" 300 image_is "$NS" "$IMAGE_AFTER"
 wait "$LOAD" || fail "load saw failed requests during the rollout: $(tail -n 1 "$WORK/load.txt")"
 tail -n 1 "$WORK/load.txt"
-IMAGE_AFTER=$(expected_image)
-[ "$IMAGE_AFTER" != "$IMAGE_BEFORE" ] || fail "the rollout commit did not change the image tag ($IMAGE_AFTER)"
-wait_for "the Deployment runs the new image $IMAGE_AFTER" 300 image_is "$IMAGE_AFTER"
-wait_for "the new image rolled out" 300 rolled_out
 
-log "4. appctl rollback: the previous image comes back"
-"$APPCTL" rollback
-wait_for "after appctl rollback, the Deployment runs the previous image $IMAGE_BEFORE" 600 image_is "$IMAGE_BEFORE"
-wait_for "the rollback rolled out" 300 rolled_out
+log "6. appctl rollback (ArgoCD history): prod runs the previous image again"
+"$APPCTL" rollback --app metrics-app-prod
+wait_for "after appctl rollback, prod runs the previous image $IMAGE_BEFORE" 600 image_is "$NS" "$IMAGE_BEFORE"
 check_shared_counter 10
 "$APPCTL" status
 
-log "4. back to automated sync at the previous commit"
+log "6. made permanent in git (rollback --env prod), then back to automated sync"
+"$APPCTL" rollback --env prod
 git reset -q --hard "$ROLLOUT_COMMIT~1"
-"$APPCTL" up --timeout 10m
-wait_for "after appctl up, the Deployment runs $IMAGE_BEFORE" 300 image_is "$IMAGE_BEFORE"
+"$APPCTL" up --env "$ENVS" --timeout 10m
+wait_for "after appctl up, prod still runs $IMAGE_BEFORE" 300 image_is "$NS" "$IMAGE_BEFORE"
 "$APPCTL" credentials >/dev/null || fail "appctl credentials failed"
 
-log "5. an alert reaches Alertmanager's receiver"
+log "7. an alert reaches Alertmanager's receiver"
 # The leak fault mode (100 MB kept per request, limit 128 Mi) through git, as a user would.
 VALUES=charts/metrics-app/values-ha.yaml
 python3 - "$VALUES" <<'EOF'
@@ -197,7 +257,7 @@ EOF
 grep -q '^  faults: \["leak=100"\]$' "$VALUES" ||
   fail "could not enable app.faults in $VALUES (its 'app:' block changed); update this script"
 git commit -q -am "e2e: leak fault mode"
-"$APPCTL" up --timeout 10m
+"$APPCTL" up --env "$ENVS" --timeout 10m
 
 oomkilled() {
   local reasons
@@ -243,12 +303,12 @@ wait_for "MetricsAppOOMKilled or MetricsAppRestarting active at Alertmanager, ro
 alert_at_receiver
 
 if [ -n "${KEEP:-}" ]; then
-  log "KEEP=1: the cluster stays (appctl down --yes removes it); step 6 skipped"
-  echo "e2e: PASSED (steps 1-5)"
+  log "KEEP=1: the cluster stays (appctl down --yes removes it); step 8 skipped"
+  echo "e2e: PASSED (steps 1-7)"
   exit 0
 fi
 
-log "6. appctl down leaves nothing behind"
+log "8. appctl down leaves nothing behind"
 "$APPCTL" down --yes
 DOWN_DONE=1
 if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then fail "kind still lists the cluster $CLUSTER"; fi

@@ -194,7 +194,8 @@ def applications(root_objects):
                     apps.append(App(meta["name"], wave, ns, "own-chart", path=path,
                                     release=helm.get("releaseName", meta["name"]),
                                     value_files=[os.path.join(path, f) for f in helm.get("valueFiles", [])],
-                                    parameters={p["name"]: p["value"] for p in helm.get("parameters", [])}))
+                                    parameters={p["name"]: p["value"] for p in helm.get("parameters", [])},
+                                    environment=(meta.get("labels") or {}).get("metrics-app/environment")))
                 else:
                     apps.append(App(meta["name"], wave, ns, "own-path", path=path))
             else:
@@ -511,8 +512,13 @@ def value_key_facts(chart_dir, values):
             if isinstance(cur, dict) and part in cur:
                 cur = cur[part]
                 continue
+            if isinstance(cur, dict) and i > 0 and ranged(text, ".".join(parts[:i])):
+                return True  # a map every entry of which a template renders (e.g. redis.conf lines)
             return isinstance(cur, dict) and cur == {} and i > 0
         return True
+
+    def ranged(text, parent):
+        return re.search(r"range\s+\$\w+\s*,\s*\$\w+\s*:=\s*\.Values\." + re.escape(parent) + r"\s*}}", text) is not None
 
     tree = chart_tree(chart_dir)
     return {p: known(tree, p) for p in leaf_paths(values)}
@@ -904,8 +910,62 @@ def resolve_targets(p, by_name, to, port):
     return [(pod, sp.get("targetPort", sp["port"])) for pod in pods]
 
 
+def environments(p):
+    """The metrics-app environments the root chart renders (deploy/argocd `environments`, one
+    Application metrics-app-<name> labelled metrics-app/environment each):
+    [(name, namespace, bundles Valkey, runs redis-ha)], Valkey from the values the Application
+    passes (chart defaults, its value files), redis-ha from the environment's `redisHA`."""
+    declared = (read_yaml(os.path.join(ROOT, "deploy/argocd/values.yaml")) or {}).get("environments") or {}
+    envs = []
+    for a in p.apps:
+        env = a.info.get("environment")
+        if a.kind != "own-chart" or not env:
+            continue
+        vals = read_yaml(os.path.join(ROOT, a.info["path"], "values.yaml")) or {}
+        for vf in a.info["value_files"]:
+            vals = deep_merge(vals, read_yaml(os.path.join(ROOT, vf)) or {})
+        envs.append((env, a.namespace, bool(get_path(vals, "redis.enabled")[0]),
+                     bool((declared.get(env) or {}).get("redisHA"))))
+    return sorted(envs)
+
+
+def expand_flows(flows, envs):
+    """platform-flows.yaml with its per-environment flows (`each_environment: all`, `valkey` for
+    the environments that bundle Valkey, `redis_ha` for those that run redis-ha) repeated for
+    each environment: `{ns}` is its namespace, `{other_ns}` another environment's, `{env}` its
+    name."""
+    out = {}
+    for kind in ("required", "forbidden"):
+        out[kind] = []
+        for f in flows.get(kind, []):
+            each = f.get("each_environment")
+            if each is None:
+                out[kind].append(f)
+                continue
+            if each not in ("all", "valkey", "redis_ha"):
+                raise SetupError(f"flow {f['name']}: each_environment must be all, valkey or redis_ha, not {each!r}")
+            for env, ns, valkey, redis_ha in envs:
+                if (each == "valkey" and not valkey) or (each == "redis_ha" and not redis_ha):
+                    continue
+                others = [o[1] for o in envs if o[1] != ns]
+                if "{other_ns}" in yaml.safe_dump(f) and not others:
+                    continue
+                subst = {"{ns}": ns, "{env}": env, "{other_ns}": others[0] if others else ""}
+
+                def fill(v):
+                    if isinstance(v, dict):
+                        return {k: fill(x) for k, x in v.items() if k != "each_environment"}
+                    if isinstance(v, str):
+                        for k, x in subst.items():
+                            v = v.replace(k, x)
+                    return v
+                out[kind].append(fill(f))
+    return out
+
+
 def check_flows(p, flows):
     """Required flows are allowed by every NetworkPolicy on the way; forbidden ones are denied."""
+    flows = {**flows, **expand_flows(flows, environments(p))}
     cluster, by_name = build_cluster(p, flows)
     fails, lines = [], []
     for kind in ("required", "forbidden"):
@@ -1102,7 +1162,10 @@ def run_checks(p, report, flows, verbose_flows=True):
     report.step("our Services, PDBs, workloads and ServiceMonitors select only their own pods", check_own_selectors(p))
     report.step("every alert of our PrometheusRules reaches an Alertmanager receiver", check_alert_routes(p))
     fails, lines = check_flows(p, flows)
-    report.step(f"NetworkPolicy flows ({len(flows.get('required', []))} required, {len(flows.get('forbidden', []))} forbidden)",
+    envs = environments(p)
+    expanded = expand_flows(flows, envs)
+    report.step(f"NetworkPolicy flows ({len(expanded['required'])} required, {len(expanded['forbidden'])} forbidden; "
+                f"environments {', '.join(f'{e[0]} ({e[1]})' for e in envs) or 'none'})",
                 fails, lines if verbose_flows else ())
 
 

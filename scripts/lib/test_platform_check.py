@@ -66,7 +66,7 @@ class RevertedFixes(unittest.TestCase):
         p = platform()
         drop_app(p, "gateway-api-crds")
         fails = "\n".join(pc.check_crd_waves(p))
-        self.assertIn("creates gateway.networking.k8s.io/HTTPRoute metrics-app/metrics-app", fails)
+        self.assertIn("creates gateway.networking.k8s.io/HTTPRoute metrics-app-dev/metrics-app", fails)
         self.assertIn("gateway.networking.k8s.io/GatewayClass", fails)
 
     def test_item_1_crds_in_a_later_wave_than_their_use_fail_too(self):
@@ -120,19 +120,20 @@ class RevertedFixes(unittest.TestCase):
 
     def _revert_item_3(self, p):
         """The chart before the fix: the app's selector without a component label (a subset of
-        Valkey's and the helm test pod's labels), and no Valkey NetworkPolicy."""
-        s = p.summaries["metrics-app"]
+        Valkey's and the helm test pod's labels), and no Valkey NetworkPolicy - in staging, the
+        environment that bundles Valkey (prod's counter is the redis-ha release)."""
+        s = p.summaries["metrics-app-staging"]
         for w in s["workloads"]:
-            if w["name"] == "metrics-app/metrics-app":
+            if w["name"] == "metrics-app-staging/metrics-app":
                 w["selector"]["matchLabels"].pop("app.kubernetes.io/component")
-            if w["name"] == "metrics-app/metrics-app-redis":
+            if w["name"] == "metrics-app-staging/metrics-app-redis":
                 w["labels"].update({"app.kubernetes.io/name": "metrics-app", "app.kubernetes.io/component": "redis"})
-            if w["name"] == "metrics-app/metrics-app-test-connection":
+            if w["name"] == "metrics-app-staging/metrics-app-test-connection":
                 w["labels"]["app.kubernetes.io/component"] = "helm-test"
         for svc in s["services"]:
-            if svc["name"] == "metrics-app/metrics-app":
+            if svc["name"] == "metrics-app-staging/metrics-app":
                 svc["selector"].pop("app.kubernetes.io/component")
-            if svc["name"] == "metrics-app/metrics-app-redis":
+            if svc["name"] == "metrics-app-staging/metrics-app-redis":
                 svc["selector"].update({"app.kubernetes.io/name": "metrics-app", "app.kubernetes.io/component": "redis"})
         s["network_policies"] = [np for np in s["network_policies"] if np["metadata"]["name"] == "metrics-app"]
         s["network_policies"][0]["spec"]["podSelector"]["matchLabels"].pop("app.kubernetes.io/component")
@@ -142,23 +143,23 @@ class RevertedFixes(unittest.TestCase):
         self._revert_item_3(p)
         fails, _ = pc.check_flows(p, FLOWS)
         text = "\n".join(fails)
-        self.assertIn("required flow 'app -> Valkey' is denied", text)
-        self.assertIn("isolated by metrics-app/metrics-app", text)
+        self.assertIn("required flow 'staging app -> Valkey' is denied", text)
+        self.assertIn("isolated by metrics-app-staging/metrics-app", text)
 
     def test_item_3_the_overlapping_selector_puts_valkey_into_the_apps_service_and_pod_set(self):
         p = platform()
         self._revert_item_3(p)
         text = "\n".join(pc.check_own_selectors(p))
-        self.assertIn("Service metrics-app/metrics-app selects the pods of 2 workloads", text)
-        self.assertIn("Deployment metrics-app/metrics-app's selector also matches the pods of ['metrics-app/metrics-app-redis']",
+        self.assertIn("Service metrics-app-staging/metrics-app selects the pods of 2 workloads", text)
+        self.assertIn("Deployment metrics-app-staging/metrics-app's selector also matches the pods of ['metrics-app-staging/metrics-app-redis']",
                       text)
 
     def test_item_3_without_valkeys_own_policy_another_namespace_reaches_it(self):
         p = platform()
-        s = p.summaries["metrics-app"]
+        s = p.summaries["metrics-app-staging"]
         s["network_policies"] = [np for np in s["network_policies"] if np["metadata"]["name"] != "metrics-app-redis"]
         fails, _ = pc.check_flows(p, FLOWS)
-        self.assertIn("forbidden flow 'another namespace -> Valkey' is allowed", "\n".join(fails))
+        self.assertIn("forbidden flow 'another namespace -> staging Valkey' is allowed", "\n".join(fails))
 
     def test_item_4_without_the_application_health_check_waves_do_not_gate(self):
         p = platform()
@@ -170,6 +171,58 @@ class RevertedFixes(unittest.TestCase):
         p.values["kube-prometheus-stack"]["alertmanager"]["config"]["route"]["routes"] = []
         fails = pc.check_alert_routes(p)
         self.assertIn("alert MetricsAppTargetDown goes to receiver null", "\n".join(fails))
+
+
+class Environments(unittest.TestCase):
+    """deploy/argocd `environments`: one Application each, its flows checked without an edit of
+    platform-flows.yaml."""
+
+    def test_each_environment_is_rendered_in_its_namespace_with_its_profile(self):
+        p = platform()
+        # Valkey: staging bundles it; prod's counter is the redis-ha release (templates/redis-ha.yaml).
+        self.assertEqual(pc.environments(p), [("dev", "metrics-app-dev", False, False),
+                                              ("prod", "metrics-app-prod", False, True),
+                                              ("staging", "metrics-app-staging", True, False)])
+        dev = p.app("metrics-app-dev")
+        self.assertEqual(dev.info["value_files"], ["charts/metrics-app/values-dev.yaml"])
+        self.assertEqual(dev.info["parameters"]["httpRoute.hostnames[0]"], "dev.metrics-app.localtest.me")
+        self.assertEqual(dev.info["parameters"]["secret.externalSecret.remoteKey"], "metrics-app/dev")
+
+    def test_flows_are_repeated_per_environment_and_valkey_flows_only_where_valkey_runs(self):
+        envs = [("dev", "ns-dev", False, False), ("prod", "ns-prod", True, True)]
+        flows = {"required": [{"name": "{env} app -> Valkey", "each_environment": "valkey",
+                               "from": {"workload": "{ns}/metrics-app"}, "to": {"service": "{ns}/metrics-app-redis"},
+                               "port": "redis"}],
+                 "forbidden": [{"name": "other -> {env}", "each_environment": "all",
+                                "from": {"workload": "{other_ns}/metrics-app"}, "to": {"service": "{ns}/metrics-app"},
+                                "port": "http"}]}
+        out = pc.expand_flows(flows, envs)
+        self.assertEqual(out["required"], [{"name": "prod app -> Valkey", "from": {"workload": "ns-prod/metrics-app"},
+                                            "to": {"service": "ns-prod/metrics-app-redis"}, "port": "redis"}])
+        self.assertEqual([(f["from"]["workload"], f["to"]["service"]) for f in out["forbidden"]],
+                         [("ns-prod/metrics-app", "ns-dev/metrics-app"), ("ns-dev/metrics-app", "ns-prod/metrics-app")])
+        with self.assertRaises(pc.SetupError):
+            pc.expand_flows({"required": [dict(flows["required"][0], each_environment="some")]}, envs)
+
+    def test_an_environment_whose_app_admits_every_namespace_fails_the_isolation_flows(self):
+        p = platform()
+        for np in p.summaries["metrics-app-staging"]["network_policies"]:
+            if np["metadata"]["name"] == "metrics-app":
+                for rule in np["spec"]["ingress"]:
+                    rule["from"] = [{"namespaceSelector": {}}]
+        text = "\n".join(pc.check_flows(p, FLOWS)[0])
+        self.assertIn("forbidden flow 'another environment's app -> staging app (environments reach each other "
+                      "through the gateway only)' is allowed", text)
+        self.assertNotIn("-> dev app", text)
+
+    def test_a_redis_ha_policy_that_admits_every_namespace_fails_the_redis_flows(self):
+        p = platform()
+        for np in p.summaries["redis-ha-prod"]["network_policies"]:
+            for rule in np["spec"]["ingress"]:
+                rule["from"] = [{"namespaceSelector": {}}]
+        text = "\n".join(pc.check_flows(p, FLOWS)[0])
+        self.assertIn("forbidden flow 'another namespace -> prod Redis (redis-ha)' is allowed", text)
+        self.assertIn("forbidden flow 'another environment's app -> prod Redis (redis-ha)' is allowed", text)
 
 
 class PulledCharts(unittest.TestCase):

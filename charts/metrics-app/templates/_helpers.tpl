@@ -153,8 +153,11 @@ deployment.yaml so that every install, template and lint runs it.
 {{- fail (printf "metrics-app: podDisruptionBudget.minAvailable (%d) must be below the pod count (%d), or no pod can ever be evicted and node drains hang" (int .Values.podDisruptionBudget.minAvailable) $minPods) }}
 {{- end }}
 {{- end }}
-{{- if and (eq .Values.app.store "redis") (not .Values.redis.enabled) (not .Values.app.redisUrl) }}
-{{- fail "metrics-app: app.store=redis needs redis.enabled=true or app.redisUrl" }}
+{{- if and (eq .Values.app.store "redis") (not .Values.redis.enabled) (not .Values.app.redisUrl) (not .Values.app.redisSentinels) }}
+{{- fail "metrics-app: app.store=redis needs redis.enabled=true, app.redisUrl or app.redisSentinels" }}
+{{- end }}
+{{- if and .Values.app.redisSentinels (or .Values.redis.enabled .Values.app.redisUrl) }}
+{{- fail "metrics-app: app.redisSentinels names the Redis primary through Sentinel; set redis.enabled=false and app.redisUrl empty (one way to find the counter)" }}
 {{- end }}
 {{- $drain := include "metrics-app.seconds" .Values.app.drainDelay | int }}
 {{- $stop := include "metrics-app.seconds" .Values.app.shutdownTimeout | int }}

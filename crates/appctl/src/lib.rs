@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`diagnose`]: `appctl diagnose URL` — HTTP, process, metrics and Kubernetes evidence,
 //!   pure analysis, and a ranked root-cause report.
-//! - [`platform`]: `appctl up/status/credentials/rollback/down/load` — the kind + ArgoCD
+//! - [`platform`]: `appctl up/status/credentials/promote/rollback/down/load` — the kind + ArgoCD
 //!   platform brought up from this checkout in one command.
 //! - [`kubeapi`]: Kubernetes helpers both use (client, listing with errors that keep their
 //!   cause, RBAC denial vs missing API, container statuses, quantities).

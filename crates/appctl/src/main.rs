@@ -33,7 +33,8 @@ struct Cli {
 enum Command {
     /// Create or reuse the kind cluster and bring the whole platform up from this checkout.
     Up(commands::UpArgs),
-    /// Applications, pods, HPA and gateway reachability.
+    /// Per environment: the image wanted and running, sync, health, gateway; then
+    /// Applications, pods and HPAs.
     Status {
         /// Output format.
         #[arg(long, value_enum, default_value_t = commands::Format::Text)]
@@ -41,7 +42,10 @@ enum Command {
     },
     /// The ArgoCD and Grafana logins, read from the cluster.
     Credentials,
-    /// Roll metrics-app back to an earlier revision of its ArgoCD history.
+    /// Give an environment another environment's image, as a commit ArgoCD rolls out.
+    Promote(commands::PromoteArgs),
+    /// Revert an environment's last promotion (--env), or roll an Application back through
+    /// its ArgoCD history.
     Rollback(commands::RollbackArgs),
     /// Delete the kind cluster.
     Down(commands::DownArgs),
@@ -73,7 +77,8 @@ async fn main() -> ExitCode {
         Command::Up(args) => commands::up(&System, args).await,
         Command::Status { output } => commands::status(output).await,
         Command::Credentials => commands::credentials().await,
-        Command::Rollback(args) => commands::rollback(args).await,
+        Command::Promote(args) => commands::promote(&System, args).await,
+        Command::Rollback(args) => commands::rollback(&System, args).await,
         Command::Down(args) => commands::down(&System, args),
         Command::Load(args) => load::command(args).await,
     };

@@ -79,7 +79,7 @@ fn up_dry_run_without_the_tools_prints_the_whole_plan_and_what_a_real_run_would_
         "install ArgoCD v3.",
         "apply root Application @ main",
         "write PASSWORD into OpenBao",
-        "GET http://metrics-app.localtest.me/counter",
+        "GET /counter of each environment",
     ] {
         assert!(stdout.contains(step), "{step}:\n{stdout}");
     }
@@ -104,12 +104,53 @@ fn up_dry_run_without_the_tools_prints_the_whole_plan_and_what_a_real_run_would_
 }
 
 #[test]
-fn status_credentials_and_rollback_without_a_cluster_exit_3_and_say_to_run_up() {
+fn an_unknown_environment_stops_up_with_exit_2_naming_the_known_ones() {
+    let home = tempfile::tempdir().unwrap();
+    for env in ["dev,qa", "dev,,prod"] {
+        let out = bare(home.path())
+            .args(["up", "--dry-run", "--env", env, "--root"])
+            .arg(workspace_root())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{env}: {err}");
+        assert!(out.stdout.is_empty(), "nothing planned for {env}");
+        assert!(
+            err.contains("--env") || err.contains("unknown environment"),
+            "{err}"
+        );
+    }
+    let out = bare(home.path())
+        .args(["up", "--dry-run", "--env", "dev,qa", "--root"])
+        .arg(workspace_root())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains(
+        "unknown environment \"qa\": deploy/argocd/values.yaml declares dev, staging, prod"
+    ));
+}
+
+#[test]
+fn rollback_by_environment_and_by_argocd_history_do_not_mix() {
+    let home = tempfile::tempdir().unwrap();
+    let out = bare(home.path())
+        .args(["rollback", "--env", "staging", "--to", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
+fn status_credentials_promote_and_rollback_without_a_cluster_exit_3_and_say_to_run_up() {
     let home = tempfile::tempdir().unwrap();
     for cmd in [
         &["status"][..],
         &["credentials"],
         &["rollback"],
+        &["rollback", "--env", "staging"],
+        &["promote", "--from", "dev", "--to", "staging"],
         &["status", "--output", "json"],
     ] {
         let out = bare(home.path()).args(cmd).output().unwrap();

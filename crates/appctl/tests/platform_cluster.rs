@@ -594,22 +594,90 @@ fn rollback_targets_by_id_or_revision_prefix_and_refuses_without_history() {
 }
 
 #[test]
-fn the_root_application_points_at_the_source_with_the_image_tag() {
+fn the_root_application_points_at_the_source_with_the_selected_environments() {
+    let repo = "http://git-server.gitops.svc.cluster.local/appctl/metrics-app.git";
+    let envs = [("dev".to_string(), true), ("prod".to_string(), false)];
     let app = cluster::root_application(
-        "http://git-server.gitops.svc.cluster.local/appctl/metrics-app.git",
+        repo,
         "main",
-        "3f2a1c0-dirty",
+        &appctl::platform::plan::root_parameters(repo, "main", &envs, None),
     );
     assert_eq!(app["spec"]["source"]["path"], "deploy/argocd");
     let params = app["spec"]["source"]["helm"]["parameters"]
         .as_array()
         .unwrap();
-    assert!(
+    let has = |name: &str, value: &str| {
         params
             .iter()
-            .any(|p| p["name"] == "metricsApp.image.tag" && p["value"] == "3f2a1c0-dirty")
-    );
+            .any(|p| p["name"] == name && p["value"] == value)
+    };
+    assert!(has("environments.dev.enabled", "true"), "{params:?}");
+    assert!(has("environments.prod.enabled", "false"), "{params:?}");
+    assert!(has("repoURL", repo) && has("targetRevision", "main"));
     assert_eq!(app["spec"]["syncPolicy"]["automated"]["selfHeal"], true);
+    // Read back as appctl up observes it.
+    let obj: kube::api::DynamicObject = serde_json::from_value(app.clone()).unwrap();
+    assert_eq!(
+        cluster::helm_parameters(&obj.data["spec"]["source"]),
+        appctl::platform::plan::root_parameters(repo, "main", &envs, None)
+    );
+}
+
+#[test]
+fn an_environments_application_says_where_it_deploys_and_which_image_it_wants() {
+    let obj: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "metrics-app-staging", "namespace": "argocd",
+                     "labels": {"metrics-app/environment": "staging"}},
+        "spec": {"destination": {"namespace": "metrics-app-staging"},
+                 "source": {"helm": {"parameters": [
+                     {"name": "image.repository", "value": "metrics-app"},
+                     {"name": "image.tag", "value": "3f2a1c04b5d6"},
+                     {"name": "httpRoute.hostnames[0]", "value": "staging.metrics-app.localtest.me"}]}}},
+        "status": {"sync": {"status": "Synced", "revision": "abc"}, "health": {"status": "Progressing"}}
+    }))
+    .unwrap();
+    let e = cluster::env_app(&obj).expect("an environment");
+    assert_eq!(e.env, "staging");
+    assert_eq!(e.namespace, "metrics-app-staging");
+    assert_eq!(e.host, "staging.metrics-app.localtest.me");
+    assert_eq!(e.image, "metrics-app:3f2a1c04b5d6");
+    assert_eq!(
+        (e.app.sync.as_str(), e.app.health.as_str()),
+        ("Synced", "Progressing")
+    );
+    let status = appctl::platform::commands::EnvStatus::new(
+        e,
+        Some(("metrics-app:000000000000".into(), "1/2/2".into())),
+        "200 Counter value: 3".into(),
+    );
+    let text = appctl::platform::commands::status_text(&appctl::platform::commands::Status {
+        environments: vec![status],
+        applications: vec![],
+        pods: vec![],
+        hpas: vec![],
+    });
+    let row = text.lines().nth(1).expect("a row");
+    assert!(
+        row.starts_with("staging      Synced      Progressing  metrics-app:3f2a1c04b5d6")
+            && row.contains("metrics-app:000000000000 (rolling out)")
+            && row.ends_with("1/2/2"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "staging      http://staging.metrics-app.localtest.me/counter → 200 Counter value: 3"
+        ),
+        "{text}"
+    );
+    // The root and the platform's Applications are no environment, nor an environment's
+    // other Applications (its redis-ha release carries the label too).
+    let root: kube::api::DynamicObject =
+        serde_json::from_value(app("root", "Synced", "Healthy")).unwrap();
+    assert!(cluster::env_app(&root).is_none());
+    let mut redis = obj.clone();
+    redis.metadata.name = Some("redis-ha-staging".into());
+    assert!(cluster::env_app(&redis).is_none());
 }
 
 #[tokio::test]
@@ -644,7 +712,12 @@ async fn scenario_server_side_apply_discovers_the_kind_then_patches_with_appctl_
                 .unwrap(),
         );
     });
-    let obj = serde_json::from_value(cluster::root_application("r", "main", "t")).unwrap();
+    let obj = serde_json::from_value(cluster::root_application(
+        "r",
+        "main",
+        &[("repoURL".to_string(), "r".to_string())],
+    ))
+    .unwrap();
     cluster::apply_object(&client, obj, None)
         .await
         .expect("applied");

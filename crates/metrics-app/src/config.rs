@@ -47,6 +47,21 @@ pub struct Cli {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// Redis Sentinels to ask for the current primary instead of a fixed `--redis-url`:
+    /// comma-separated HOST:PORT (e.g. redis-ha:26379). After a failover the service asks them
+    /// again and follows the new primary.
+    #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',', value_parser = host_port)]
+    pub redis_sentinels: Vec<String>,
+
+    /// The primary's name as the Sentinels know it (`sentinel monitor NAME ...`).
+    #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub redis_sentinel_master: String,
+
+    /// Password of the Redis servers found through `--redis-sentinels` (with `--redis-url`, put
+    /// it in the URL). The Sentinels themselves are asked without one.
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+
     /// Redis key holding the counter.
     #[arg(long, env = "REDIS_KEY", default_value = "metrics-app:counter", value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub redis_key: String,
@@ -173,13 +188,29 @@ pub enum StoreConfig {
     Memory,
     /// Shared Redis counter.
     Redis {
-        /// Connection URL (may contain a password, so it is never logged).
-        url: Secret,
+        /// Where the primary is.
+        target: RedisTarget,
         /// Key holding the counter.
         key: String,
         /// Replicas that must have each batch before it is answered (0: none), and how long to
         /// wait for them.
         wait: (u32, Duration),
+    },
+}
+
+/// How the service finds the Redis primary.
+#[derive(Debug, Clone)]
+pub enum RedisTarget {
+    /// One server (may contain a password, so it is never logged).
+    Url(Secret),
+    /// Whichever server the Sentinels name as the primary of `master`.
+    Sentinel {
+        /// HOST:PORT of each Sentinel.
+        sentinels: Vec<String>,
+        /// The monitored primary's name.
+        master: String,
+        /// Password of the data servers, if they require one.
+        password: Option<Secret>,
     },
 }
 
@@ -217,23 +248,47 @@ impl Cli {
         let store = match self.store {
             StoreKind::Memory => StoreConfig::Memory,
             StoreKind::Redis => {
-                let url = self.redis_url.filter(|u| !u.trim().is_empty()).ok_or_else(|| {
-                    ConfigError(
-                        "--store redis needs --redis-url/REDIS_URL (e.g. redis://127.0.0.1:6379/0)".into(),
-                    )
-                })?;
-                if !["redis://", "rediss://", "unix://"]
-                    .iter()
-                    .any(|s| url.starts_with(s))
-                {
-                    // The URL may embed a password: show only its scheme part.
-                    return Err(ConfigError(format!(
-                        "invalid value {:?} for --redis-url/REDIS_URL: a URL starting with redis://, rediss:// or unix://",
-                        url.split("://").next().unwrap_or_default()
-                    )));
-                }
+                let url = self.redis_url.filter(|u| !u.trim().is_empty());
+                let target = match (url, self.redis_sentinels.is_empty()) {
+                    (Some(_), false) => {
+                        return Err(ConfigError(
+                            "--redis-url/REDIS_URL and --redis-sentinels/REDIS_SENTINELS name the server two ways: keep one".into(),
+                        ));
+                    }
+                    (None, true) => {
+                        return Err(ConfigError(
+                            "--store redis needs --redis-url/REDIS_URL (e.g. redis://127.0.0.1:6379/0) or --redis-sentinels/REDIS_SENTINELS (e.g. redis-ha:26379)".into(),
+                        ));
+                    }
+                    (None, false) => RedisTarget::Sentinel {
+                        sentinels: self.redis_sentinels,
+                        master: self.redis_sentinel_master,
+                        password: self
+                            .redis_password
+                            .filter(|p| !p.is_empty())
+                            .map(Secret::new),
+                    },
+                    (Some(url), true) => {
+                        if !["redis://", "rediss://", "unix://"]
+                            .iter()
+                            .any(|s| url.starts_with(s))
+                        {
+                            // The URL may embed a password: show only its scheme part.
+                            return Err(ConfigError(format!(
+                                "invalid value {:?} for --redis-url/REDIS_URL: a URL starting with redis://, rediss:// or unix://",
+                                url.split("://").next().unwrap_or_default()
+                            )));
+                        }
+                        if self.redis_password.is_some_and(|p| !p.is_empty()) {
+                            return Err(ConfigError(
+                                "--redis-password/REDIS_PASSWORD is for --redis-sentinels; with --redis-url put the password in the URL (redis://:PASSWORD@host:6379/0)".into(),
+                            ));
+                        }
+                        RedisTarget::Url(Secret::new(url))
+                    }
+                };
                 StoreConfig::Redis {
-                    url: Secret::new(url),
+                    target,
                     key: self.redis_key,
                     wait: (self.redis_wait_replicas, self.redis_wait_timeout),
                 }
@@ -246,6 +301,21 @@ impl Cli {
             faults: Faults::from_specs(self.faults),
             password,
         })
+    }
+}
+
+/// `HOST:PORT` of a Sentinel.
+fn host_port(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    match raw.rsplit_once(':') {
+        Some((host, port))
+            if !host.is_empty()
+                && !host.contains(['/', '@', ' '])
+                && port.parse::<u16>().is_ok_and(|p| p != 0) =>
+        {
+            Ok(raw.to_owned())
+        }
+        _ => Err("HOST:PORT, such as redis-ha:26379 or 127.0.0.1:26379".into()),
     }
 }
 
@@ -402,6 +472,65 @@ mod tests {
         assert!(err.contains("--management-bind"), "{err}");
         // Port 0 twice is two different ephemeral ports (tests).
         assert!(validate(&["--bind", "127.0.0.1:0", "--management-bind", "127.0.0.1:0"]).is_ok());
+    }
+
+    #[test]
+    fn sentinels_or_a_url_but_not_both() {
+        let ok = validate(&[
+            "--store",
+            "redis",
+            "--redis-sentinels",
+            "127.0.0.1:26379, redis-ha:26380",
+            "--redis-password",
+            "pw",
+        ])
+        .unwrap();
+        let StoreConfig::Redis {
+            target:
+                RedisTarget::Sentinel {
+                    sentinels,
+                    master,
+                    password,
+                },
+            ..
+        } = ok.store
+        else {
+            panic!("expected the sentinel target, got {:?}", ok.store);
+        };
+        assert_eq!(sentinels, ["127.0.0.1:26379", "redis-ha:26380"]);
+        assert_eq!(master, "mymaster");
+        assert_eq!(
+            password.map(|p| p.expose().to_owned()).as_deref(),
+            Some("pw")
+        );
+
+        let both = validate(&[
+            "--store",
+            "redis",
+            "--redis-sentinels",
+            "a:1",
+            "--redis-url",
+            "redis://x:1/0",
+        ])
+        .unwrap_err();
+        assert!(both.to_string().contains("two ways"), "{both}");
+        let password_with_url = validate(&[
+            "--store",
+            "redis",
+            "--redis-url",
+            "redis://x:1/0",
+            "--redis-password",
+            "pw",
+        ])
+        .unwrap_err();
+        assert!(
+            password_with_url.to_string().contains("in the URL"),
+            "{password_with_url}"
+        );
+        for bad in ["nohost", ":26379", "h:0", "h:99999", "user@h:1"] {
+            let err = refused(&["--redis-sentinels", bad]);
+            assert!(err.contains("HOST:PORT"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -7,12 +7,14 @@
 //! - [`metrics_app`]: the real `metrics-app` binary, started on port 0 for both listeners; the
 //!   ports it got are read back from its `listening` log lines.
 //! - [`redis`]: `redis-server` with AOF (`appendfsync always`) in a temp dir.
+//! - [`sentinel`]: `redis-sentinel` watching a primary, with failover timings of seconds.
 //! - [`http`]: an HTTP client that never hangs for long, and `Counter value: N` parsing.
 
 pub mod http;
 pub mod metrics_app;
 pub mod process;
 pub mod redis;
+pub mod sentinel;
 
 pub use metrics_app::{MetricsApp, PASSWORD};
 pub use process::Proc;

@@ -95,9 +95,57 @@ impl Redis {
         self.launch()
     }
 
+    /// Kills the server at once (SIGKILL), as a crashed node or a lost machine would stop.
+    pub fn kill(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            proc.kill();
+        }
+    }
+
+    /// `redis-cli -p PORT ARGS…`; its standard output.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        cli(self.port, args)
+    }
+
+    /// Waits until this replica reports its link to the primary up (it has synced).
+    pub async fn wait_synced(&self, deadline: Duration) -> Result<()> {
+        let until = std::time::Instant::now() + deadline;
+        loop {
+            if self
+                .cli(&["INFO", "replication"])
+                .is_ok_and(|info| info.contains("master_link_status:up"))
+            {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= until {
+                anyhow::bail!(
+                    "redis on port {} did not sync with its primary within {deadline:?}",
+                    self.port
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// [`Redis::stop`], then [`Redis::start_again`].
     pub fn restart(&mut self) -> Result<()> {
         self.stop()?;
         self.start_again()
     }
+}
+
+/// `redis-cli -h 127.0.0.1 -p PORT ARGS…`; its standard output, or an error with its stderr.
+pub fn cli(port: u16, args: &[&str]) -> Result<String> {
+    let out = Command::new(find_binary(&["/usr/bin/redis-cli"], "redis-tools")?)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .context("running redis-cli")?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "redis-cli -p {port} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -20,6 +20,8 @@ pub struct Outcome {
     pub error: Option<String>,
     /// When the request was sent, relative to the start of the load.
     pub sent_at: Duration,
+    /// When its answer (or error) came, on the same clock.
+    pub answered_at: Duration,
 }
 
 /// Limits of a load run.
@@ -73,7 +75,7 @@ impl Load {
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
                         .is_ok()
                 {
-                    out.push(one(&client, &url, started.elapsed()).await);
+                    out.push(one(&client, &url, started).await);
                     answered.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(pace).await;
                 }
@@ -88,7 +90,8 @@ impl Load {
     }
 }
 
-async fn one(client: &reqwest::Client, url: &str, sent_at: Duration) -> Outcome {
+async fn one(client: &reqwest::Client, url: &str, started: Instant) -> Outcome {
+    let sent_at = started.elapsed();
     match client.get(url).send().await {
         Ok(r) => {
             let status = r.status().as_u16();
@@ -108,6 +111,7 @@ async fn one(client: &reqwest::Client, url: &str, sent_at: Duration) -> Outcome 
                 instance,
                 error: None,
                 sent_at,
+                answered_at: started.elapsed(),
             }
         }
         Err(e) => Outcome {
@@ -116,6 +120,7 @@ async fn one(client: &reqwest::Client, url: &str, sent_at: Duration) -> Outcome 
             instance: None,
             error: Some(e.to_string()),
             sent_at,
+            answered_at: started.elapsed(),
         },
     }
 }

@@ -30,16 +30,25 @@ enum Cmd {
         /// A fault mode for replica-1, e.g. `slow-even=2s` or `leak=50`.
         #[arg(long)]
         fault: Option<String>,
+        /// Redis as the HA profile runs it: a primary, two replicas and three Sentinels
+        /// (needs redis-sentinel); metrics-app follows a failover. Try `kill -9` on the primary.
+        #[arg(long)]
+        redis_ha: bool,
     },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Cmd::Up { replicas, fault } = cli.command;
+    let Cmd::Up {
+        replicas,
+        fault,
+        redis_ha,
+    } = cli.command;
     let options = Options {
         replicas: usize::from(replicas),
         monitoring: true,
+        redis_ha,
         extra_args: fault
             .map(|f| vec![(0, vec!["--fault".to_string(), f])])
             .unwrap_or_default(),

@@ -1,6 +1,6 @@
-//! One `metrics-app` replica: the real binary built by cargo, with the Redis store, a distinct
-//! instance name, fixed ports (nginx and Prometheus list them, and a restarted replica must
-//! come back where they look), and optional extra flags (fault modes).
+//! One `metrics-app` replica: the real binary built by cargo, with the Redis store (one server
+//! or Sentinels), a distinct instance name, fixed ports (nginx and Prometheus list them, and a
+//! restarted replica must come back where they look), and optional extra flags (fault modes).
 
 use std::time::Duration;
 
@@ -16,8 +16,8 @@ pub use testkit::PASSWORD;
 pub struct ReplicaSpec {
     /// Name reported in `X-Instance`.
     pub instance: String,
-    /// Redis URL of the shared counter.
-    pub redis_url: String,
+    /// Where the shared counter is: `--redis-url URL`, or `--redis-sentinels …` and its options.
+    pub redis_args: Vec<String>,
     /// `--drain-delay` (time serving after SIGTERM before the listener closes).
     pub drain_delay: String,
     /// Extra arguments, e.g. `["--fault", "slow-even=2s"]`.
@@ -44,7 +44,8 @@ impl Replica {
         cmd.env("RUST_LOG", "info")
             .args(["--bind", &format!("127.0.0.1:{port}")])
             .args(["--management-bind", &format!("127.0.0.1:{management_port}")])
-            .args(["--store", "redis", "--redis-url", &spec.redis_url])
+            .args(["--store", "redis"])
+            .args(&spec.redis_args)
             .args(["--instance", &spec.instance])
             .args(["--drain-delay", &spec.drain_delay])
             .args(["--shutdown-timeout", "10s", "--collect-interval", "1s"])

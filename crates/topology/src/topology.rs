@@ -1,4 +1,4 @@
-//! The whole topology: Redis, N replicas, nginx in front, and optionally Prometheus,
+//! The whole topology: Redis (optionally with replicas and Sentinels), N replicas, nginx in front, and optionally Prometheus,
 //! Alertmanager and the webhook. Dropping it stops every process by PID.
 
 use std::time::{Duration, Instant};
@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::monitoring::{Alertmanager, Prometheus, Webhook};
 use crate::nginx::Nginx;
+use crate::redis_ha::RedisHa;
 use crate::replica::{Replica, ReplicaSpec};
 use testkit::process::free_port;
 use testkit::redis::Redis;
@@ -24,6 +25,9 @@ pub struct Options {
     pub monitoring: bool,
     /// Shorten every alert rule's `for:` to this (tests only).
     pub for_override: Option<String>,
+    /// Redis replicas and Sentinels around the primary ([`RedisHa`]); the replicas of
+    /// metrics-app then find the primary through the Sentinels.
+    pub redis_ha: bool,
 }
 
 impl Default for Options {
@@ -34,6 +38,7 @@ impl Default for Options {
             extra_args: Vec::new(),
             monitoring: false,
             for_override: None,
+            redis_ha: false,
         }
     }
 }
@@ -56,8 +61,10 @@ pub struct Topology {
     pub nginx: Nginx,
     /// The replicas, index `i` is instance `replica-{i+1}`; `None` while one is restarted.
     pub replicas: Vec<Option<Replica>>,
-    /// The shared store.
+    /// The shared store (with `redis_ha`, the first primary).
     pub redis: Redis,
+    /// Replicas and Sentinels, with `redis_ha`.
+    pub redis_ha: Option<RedisHa>,
     /// (public, management) port of each replica.
     ports: Vec<(u16, u16)>,
     options: Options,
@@ -67,13 +74,18 @@ impl Topology {
     /// Starts everything and waits until every replica is ready.
     pub async fn start(options: Options) -> Result<Self> {
         let redis = Redis::start()?;
+        let redis_ha = if options.redis_ha {
+            Some(RedisHa::start(&redis).await?)
+        } else {
+            None
+        };
         let ports = (0..options.replicas)
             .map(|_| Ok((free_port()?, free_port()?)))
             .collect::<Result<Vec<_>>>()?;
         let mut replicas = Vec::new();
         for (i, (port, management)) in ports.iter().enumerate() {
             replicas.push(Some(Replica::start(
-                spec(&options, &redis, i),
+                spec(&options, &redis, redis_ha.as_ref(), i),
                 *port,
                 *management,
             )?));
@@ -108,6 +120,7 @@ impl Topology {
             nginx,
             replicas,
             redis,
+            redis_ha,
             ports,
             options,
         })
@@ -139,7 +152,11 @@ impl Topology {
     pub async fn start_replica(&mut self, i: usize) -> Result<Duration> {
         let started = Instant::now();
         let (port, management) = *self.ports.get(i).context("no such replica")?;
-        let r = Replica::start(spec(&self.options, &self.redis, i), port, management)?;
+        let r = Replica::start(
+            spec(&self.options, &self.redis, self.redis_ha.as_ref(), i),
+            port,
+            management,
+        )?;
         r.wait_ready(Duration::from_secs(30))
             .await
             .with_context(|| r.proc.output())?;
@@ -183,7 +200,20 @@ impl Topology {
                 r.management_url()
             ));
         }
-        out.push_str(&format!("redis: {}\n", self.redis.url()));
+        match &self.redis_ha {
+            None => out.push_str(&format!("redis: {}\n", self.redis.url())),
+            Some(ha) => {
+                let replicas: Vec<String> = ha.replicas.iter().map(Redis::url).collect();
+                let sentinels: Vec<String> = ha.sentinels.iter().map(|s| s.address()).collect();
+                out.push_str(&format!(
+                    "redis primary: {} (replicas {}; sentinels {}, master name {})\n",
+                    self.redis.url(),
+                    replicas.join(", "),
+                    sentinels.join(", "),
+                    testkit::sentinel::MASTER
+                ));
+            }
+        }
         if let Some(m) = &self.monitoring {
             out.push_str(&format!(
                 "prometheus: http://127.0.0.1:{}/alerts (chart rules: {})\n",
@@ -203,10 +233,13 @@ impl Topology {
     }
 }
 
-fn spec(options: &Options, redis: &Redis, i: usize) -> ReplicaSpec {
+fn spec(options: &Options, redis: &Redis, ha: Option<&RedisHa>, i: usize) -> ReplicaSpec {
     ReplicaSpec {
         instance: format!("replica-{}", i + 1),
-        redis_url: redis.url(),
+        redis_args: match ha {
+            Some(ha) => ha.app_args(),
+            None => vec!["--redis-url".into(), redis.url()],
+        },
         drain_delay: options.drain_delay.clone(),
         extra_args: options
             .extra_args

@@ -79,7 +79,8 @@ pub struct DiagnoseArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Also write the report to this file: FILE.svg draws the evidence (latency by request,
-    /// memory, the ramp), FILE.html the drawing and the text report, anything else Markdown.
+    /// memory, the ramp), FILE.html the drawing and the text report, FILE.json the JSON report,
+    /// anything else Markdown.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 }

@@ -7,7 +7,8 @@
 //! - [`kube`]: the Kubernetes evidence (discovery of the pods, their usage, findings).
 //! - [`analyze`]: pure analyses from evidence to findings.
 //! - [`model`]: samples and findings, shared by all of the above; [`report`] renders them as
-//!   text, JSON or Markdown, [`chart`] draws them (`--report FILE.svg|.html`).
+//!   text, JSON or Markdown, [`chart`] draws them (`--report FILE.svg|.html`; `.json` keeps the
+//!   JSON report, anything else Markdown).
 //!
 //! Exit codes: 0 healthy, 1 findings, 2 usage error or target unreachable.
 
@@ -53,6 +54,8 @@ pub async fn run(args: DiagnoseArgs) -> ExitCode {
         let content = match ext.as_deref() {
             Some("svg") => chart::svg(&report),
             Some("html" | "htm") => chart::html(&report),
+            // Byte for byte what --output json prints, final newline included.
+            Some("json") => Ok(format!("{}\n", report.to_json())),
             _ => Ok(report.to_markdown()),
         };
         let written = content.and_then(|c| std::fs::write(path, c).map_err(|e| e.to_string()));

@@ -575,8 +575,24 @@ pub fn pick_history(history: &[serde_json::Value], to: Option<&str>) -> Result<s
     }
 }
 
-/// The root Application (app of apps) for `repo_url` at `revision` with image `tag`.
-pub fn root_application(repo_url: &str, revision: &str, tag: &str) -> serde_json::Value {
+/// The root Application (app of apps) for `repo_url` at `revision` with Helm `parameters`
+/// ([`super::plan::root_parameters`]).
+pub fn root_application(
+    repo_url: &str,
+    revision: &str,
+    parameters: &[(String, String)],
+) -> serde_json::Value {
+    let parameters: Vec<serde_json::Value> = parameters
+        .iter()
+        .map(|(name, value)| {
+            // An image tag stays a string even when a short commit is all digits.
+            if name.ends_with(".image.tag") {
+                json!({"name": name, "value": value, "forceString": true})
+            } else {
+                json!({"name": name, "value": value})
+            }
+        })
+        .collect();
     json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
@@ -589,11 +605,7 @@ pub fn root_application(repo_url: &str, revision: &str, tag: &str) -> serde_json
                 "repoURL": repo_url,
                 "targetRevision": revision,
                 "path": "deploy/argocd",
-                "helm": {"parameters": [
-                    {"name": "repoURL", "value": repo_url},
-                    {"name": "targetRevision", "value": revision},
-                    {"name": "metricsApp.image.tag", "value": tag},
-                ]},
+                "helm": {"parameters": parameters},
             },
             "syncPolicy": {"automated": {"prune": true, "selfHeal": true},
                            "retry": {"limit": 10, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}}},
@@ -613,22 +625,139 @@ pub async fn root_app(client: &kube::Client) -> Result<Option<super::plan::RootA
         return Ok(None);
     };
     let src = &o.data["spec"]["source"];
-    let tag = src["helm"]["parameters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == "metricsApp.image.tag")
-        .and_then(|p| p["value"].as_str())
-        .unwrap_or_default();
     Ok(Some(super::plan::RootApp {
         repo_url: src["repoURL"].as_str().unwrap_or_default().to_string(),
         revision: src["targetRevision"]
             .as_str()
             .unwrap_or_default()
             .to_string(),
-        tag: tag.to_string(),
+        parameters: helm_parameters(&o.data["spec"]["source"]),
         auto_sync: o.data["spec"]["syncPolicy"]["automated"].is_object(),
     }))
+}
+
+/// An Application source's Helm parameters as (name, value) pairs.
+pub fn helm_parameters(source: &serde_json::Value) -> Vec<(String, String)> {
+    source["helm"]["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| {
+            Some((
+                p["name"].as_str()?.to_string(),
+                p["value"].as_str().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Asks ArgoCD to re-read the repository for the root Application now (annotation
+/// `argocd.argoproj.io/refresh`), instead of at its next poll (3 minutes by default): a
+/// commit appctl just pushed reaches the environments' Applications in seconds.
+pub async fn refresh_root(client: &kube::Client) -> Result<()> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ARGOCD_NS, &application_resource());
+    api.patch(
+        "root",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": "normal"}}}),
+        ),
+    )
+    .await
+    .map_err(Error::kube(format!("refresh Application {ARGOCD_NS}/root")))?;
+    Ok(())
+}
+
+/// One environment's Application (label `metrics-app/environment`), as the root chart
+/// rendered it: where it deploys and which image it asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvApp {
+    /// The environment (`dev`).
+    pub env: String,
+    /// Its Application's state.
+    pub app: AppState,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its public hostname (parameter `httpRoute.hostnames[0]`).
+    pub host: String,
+    /// The image it asks for (`image.repository:image.tag`).
+    pub image: String,
+}
+
+/// An environment's Application `metrics-app-<env>`; `None` for any other Application, also
+/// one that belongs to an environment under another name (its `redis-ha-<env>`).
+pub fn env_app(o: &DynamicObject) -> Option<EnvApp> {
+    let env = o.metadata.labels.as_ref()?.get("metrics-app/environment")?;
+    if o.metadata.name.as_deref() != Some(format!("metrics-app-{env}").as_str()) {
+        return None;
+    }
+    let params = helm_parameters(&o.data["spec"]["source"]);
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    Some(EnvApp {
+        env: env.to_string(),
+        app: app_state(o),
+        namespace: o.data["spec"]["destination"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        host: param("httpRoute.hostnames[0]"),
+        image: format!("{}:{}", param("image.repository"), param("image.tag")),
+    })
+}
+
+/// Every environment's Application, by name.
+pub async fn env_apps(client: &kube::Client) -> Result<Vec<EnvApp>> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ARGOCD_NS, &application_resource());
+    let list = api
+        .list(&ListParams::default().labels("metrics-app/environment"))
+        .await
+        .map_err(Error::kube(format!("list Applications in {ARGOCD_NS}")))?;
+    let mut out: Vec<EnvApp> = list.items.iter().filter_map(env_app).collect();
+    out.sort_by(|a, b| a.app.name.cmp(&b.app.name));
+    Ok(out)
+}
+
+/// The images the containers named `container` of Deployment `ns/name` run, and its
+/// rollout (`updated/ready/desired`); `None` when there is no such Deployment.
+pub async fn deployment_image(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<(String, String)>> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let Some(d) = Api::<Deployment>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(Error::kube(format!("get Deployment {ns}/{name}")))?
+    else {
+        return Ok(None);
+    };
+    let image = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| c.name == name))
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    let st = d.status.unwrap_or_default();
+    let desired = d.spec.and_then(|s| s.replicas).unwrap_or(1);
+    Ok(Some((
+        image,
+        format!(
+            "{}/{}/{}",
+            st.updated_replicas.unwrap_or(0),
+            st.ready_replicas.unwrap_or(0),
+            desired
+        ),
+    )))
 }
 
 /// Forwards a local port on 127.0.0.1 to `port` of pod `ns/pod` until the returned task is

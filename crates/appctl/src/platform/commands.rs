@@ -1,5 +1,5 @@
 //! The platform subcommands' flags and what they do (besides `up` and `load`, which have
-//! their own modules): `status`, `credentials`, `rollback`, `down`.
+//! their own modules): `status`, `credentials`, `promote`, `rollback`, `down`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::cluster::{self, HpaLine, PodLine};
-use super::plan::{self, AppState, Observed, Tool};
+use super::cluster::{self, EnvApp, HpaLine, PodLine};
+use super::environments;
+use super::gitops;
+use super::plan::{self, AppState, IN_CLUSTER_REPO, Observed, Tool};
 use super::runner::Runner;
 use super::tools::{self, CLUSTER};
-use super::up::{self, UpConfig};
+use super::up::{self, SelectedEnv, UpConfig};
 use super::{Error, Result};
 
 /// Output formats of `status`.
@@ -45,6 +47,10 @@ pub struct UpArgs {
     /// Repository root (where Dockerfile and deploy/ are).
     #[arg(long, default_value = ".")]
     pub root: PathBuf,
+    /// Environments to run, comma-separated, from deploy/argocd/values.yaml (dev, staging,
+    /// prod); the others are switched off. dev gets the image built here.
+    #[arg(long = "env", default_value = "dev", value_name = "ENV,...")]
+    pub environments: String,
 }
 
 impl UpArgs {
@@ -61,12 +67,30 @@ impl UpArgs {
         {
             return Err(Error::Usage("--password/PASSWORD is empty".into()));
         }
+        let file = self.root.join(environments::ENVIRONMENTS_FILE);
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| Error::Usage(format!("reading {}: {e}", file.display())))?;
+        let envs = environments::parse(&text)?;
+        let selected = environments::select(&envs, &self.environments)?;
         Ok(UpConfig {
             root: self.root,
             remote: self.repo_url.zip(self.revision),
             password: self.password,
             dry_run: self.dry_run,
             timeout: self.timeout,
+            environments: envs
+                .iter()
+                .map(|e| (e.name.clone(), selected.contains(&e.name)))
+                .collect(),
+            selected: envs
+                .iter()
+                .filter(|e| selected.contains(&e.name))
+                .map(|e| SelectedEnv {
+                    name: e.name.clone(),
+                    host: e.host.clone(),
+                    secret_path: e.secret_path.clone(),
+                })
+                .collect(),
         })
     }
 }
@@ -76,48 +100,132 @@ pub async fn up(r: &dyn Runner, args: UpArgs) -> Result<()> {
     up::run(r, &args.validate()?).await
 }
 
-/// What `status` reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    /// Applications.
-    pub applications: Vec<AppState>,
-    /// metrics-app pods.
-    pub pods: Vec<PodLine>,
-    /// metrics-app HPAs.
-    pub hpas: Vec<HpaLine>,
-    /// Whether /counter answers through the gateway, and what.
+/// One environment in `status`: what its Application asks for and what runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvStatus {
+    /// e.g. `dev`.
+    pub env: String,
+    /// Its Application (`metrics-app-dev`), sync and health.
+    pub application: AppState,
+    /// Its namespace.
+    pub namespace: String,
+    /// The image its Application asks for (from git).
+    pub wants: String,
+    /// The image its Deployment runs (`None`: no Deployment yet).
+    pub runs: Option<String>,
+    /// The Deployment's pods: `updated/ready/desired`.
+    pub pods: Option<String>,
+    /// Its public URL and what it answered.
+    pub url: String,
+    /// `200 Counter value: 7`, or why not.
     pub gateway: String,
 }
 
-/// Collects `status` from the cluster (`gateway` from an HTTP probe).
+impl EnvStatus {
+    /// From the environment's Application, its Deployment (image and rollout) and the answer
+    /// of its URL.
+    pub fn new(e: EnvApp, deployment: Option<(String, String)>, gateway: String) -> Self {
+        let (runs, pods) = deployment.unzip();
+        Self {
+            url: up::app_url(&e.host),
+            env: e.env,
+            application: e.app,
+            namespace: e.namespace,
+            wants: e.image,
+            runs,
+            pods,
+            gateway,
+        }
+    }
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// Every environment: image wanted and running, sync, health, gateway.
+    pub environments: Vec<EnvStatus>,
+    /// Applications.
+    pub applications: Vec<AppState>,
+    /// metrics-app pods of every environment (namespace, pod).
+    pub pods: Vec<(String, PodLine)>,
+    /// metrics-app HPAs of every environment (namespace, HPA).
+    pub hpas: Vec<(String, HpaLine)>,
+}
+
+/// GET `url`: `200 Counter value: 7`, or why not.
+async fn probe(url: &str) -> Result<String> {
+    Ok(
+        match crate::http()
+            .timeout(Duration::from_secs(3))
+            .no_proxy()
+            .build()
+            .map_err(Error::http(format!("a client for {url}")))?
+            .get(url)
+            .send()
+            .await
+        {
+            Ok(r) => format!(
+                "{} {}",
+                r.status().as_u16(),
+                r.text().await.unwrap_or_default().trim()
+            ),
+            Err(e) => format!("unreachable: {e}"),
+        },
+    )
+}
+
+/// Collects `status` from the cluster (each environment's gateway from an HTTP probe).
 pub async fn collect_status(client: &kube::Client) -> Result<Status> {
-    let gateway = match crate::http()
-        .timeout(Duration::from_secs(3))
-        .no_proxy()
-        .build()
-        .map_err(Error::http(format!("a client for {}", up::APP_URL)))?
-        .get(up::APP_URL)
-        .send()
-        .await
-    {
-        Ok(r) => format!(
-            "{} {}",
-            r.status().as_u16(),
-            r.text().await.unwrap_or_default().trim()
-        ),
-        Err(e) => format!("unreachable: {e}"),
-    };
+    let mut envs = Vec::new();
+    let mut pods = Vec::new();
+    let mut hpas = Vec::new();
+    for e in cluster::env_apps(client).await? {
+        let deployment = cluster::deployment_image(client, &e.namespace, "metrics-app").await?;
+        let gateway = probe(&up::app_url(&e.host)).await?;
+        for p in cluster::pods(client, &e.namespace).await? {
+            pods.push((e.namespace.clone(), p));
+        }
+        for h in cluster::hpas(client, &e.namespace).await? {
+            hpas.push((e.namespace.clone(), h));
+        }
+        envs.push(EnvStatus::new(e, deployment, gateway));
+    }
     Ok(Status {
+        environments: envs,
         applications: cluster::application_states(client).await?,
-        pods: cluster::pods(client, "metrics-app").await?,
-        hpas: cluster::hpas(client, "metrics-app").await?,
-        gateway,
+        pods,
+        hpas,
     })
 }
 
-/// Renders `status` as a table.
+/// Renders `status` as tables.
 pub fn status_text(s: &Status) -> String {
-    let mut o = String::from("APPLICATION            SYNC        HEALTH       REVISION\n");
+    let mut o = String::from(
+        "ENVIRONMENT  SYNC        HEALTH       WANTS                       RUNS                        PODS (updated/ready/desired)\n",
+    );
+    if s.environments.is_empty() {
+        o.push_str("(no environment Application yet: appctl up)\n");
+    }
+    for e in &s.environments {
+        let runs = match &e.runs {
+            Some(r) if *r == e.wants => r.clone(),
+            Some(r) => format!("{r} (rolling out)"),
+            None => "-".into(),
+        };
+        o.push_str(&format!(
+            "{:<12} {:<11} {:<12} {:<27} {:<27} {}\n",
+            e.env,
+            e.application.sync,
+            e.application.health,
+            e.wants,
+            runs,
+            e.pods.as_deref().unwrap_or("-")
+        ));
+    }
+    for e in &s.environments {
+        o.push_str(&format!("{:<12} {} → {}\n", e.env, e.url, e.gateway));
+    }
+    o.push_str("\nAPPLICATION            SYNC        HEALTH       REVISION\n");
     for a in &s.applications {
         o.push_str(&format!(
             "{:<22} {:<11} {:<12} {}\n",
@@ -127,23 +235,25 @@ pub fn status_text(s: &Status) -> String {
             a.revision.chars().take(12).collect::<String>()
         ));
     }
-    o.push_str("\nPOD                                      READY  RESTARTS  LAST TERMINATION\n");
-    for p in &s.pods {
+    o.push_str(
+        "\nNAMESPACE            POD                                      READY  RESTARTS  LAST TERMINATION\n",
+    );
+    for (ns, p) in &s.pods {
         o.push_str(&format!(
-            "{:<40} {:<6} {:<9} {}\n",
+            "{:<20} {:<40} {:<6} {:<9} {}\n",
+            ns,
             p.name,
             p.ready,
             p.restarts,
             p.last_termination.as_deref().unwrap_or("-")
         ));
     }
-    for h in &s.hpas {
+    for (ns, h) in &s.hpas {
         o.push_str(&format!(
-            "\nHPA {}: {} current, {} desired ({}..{})\n",
+            "\nHPA {ns}/{}: {} current, {} desired ({}..{})\n",
             h.name, h.current, h.desired, h.min, h.max
         ));
     }
-    o.push_str(&format!("\ngateway {}: {}\n", up::APP_URL, s.gateway));
     o
 }
 
@@ -213,21 +323,102 @@ pub async fn credentials() -> Result<()> {
     Ok(())
 }
 
+/// Flags of `promote`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PromoteArgs {
+    /// The environment whose image is promoted (e.g. dev).
+    #[arg(long)]
+    pub from: String,
+    /// The environment that gets it (e.g. staging).
+    #[arg(long)]
+    pub to: String,
+}
+
+/// The root Application, which must read the in-cluster repository: appctl commits nowhere
+/// else.
+async fn in_cluster_root(client: &kube::Client, what: &str) -> Result<plan::RootApp> {
+    match cluster::root_app(client).await? {
+        None => Err(Error::Usage(format!(
+            "no root Application in this cluster: run `appctl up` before `appctl {what}`"
+        ))),
+        Some(root) if root.repo_url != IN_CLUSTER_REPO => Err(Error::Usage(format!(
+            "the root Application reads {}, not the in-cluster repository appctl commits to: \
+             make the change there (environments.<env>.image in {}), as a commit or a revert",
+            root.repo_url,
+            environments::ENVIRONMENTS_FILE
+        ))),
+        Some(root) => Ok(root),
+    }
+}
+
+/// Prints a commit appctl pushed: its short hash and message, indented.
+fn print_commit(sha: &str, message: &str) {
+    println!(
+        "committed {} to main of the in-cluster repository:",
+        &sha[..sha.len().min(12)]
+    );
+    for line in message.lines() {
+        println!("    {line}");
+    }
+}
+
+/// Runs `promote`: FROM's image for TO, as one commit in the in-cluster repository; ArgoCD
+/// rolls it out.
+pub async fn promote(r: &dyn Runner, args: PromoteArgs) -> Result<()> {
+    let client = up::kind_client().await?;
+    let root = in_cluster_root(&client, "promote").await?;
+    let (sha, message) = gitops::promote(r, &client, &args.from, &args.to).await?;
+    print_commit(&sha, &message);
+    cluster::refresh_root(&client).await?;
+    let enabled = format!("environments.{}.enabled", args.to);
+    if root
+        .parameters
+        .iter()
+        .any(|(k, v)| *k == enabled && v == "true")
+    {
+        println!(
+            "ArgoCD rolls it out to {to} (Application metrics-app-{to}); watch it with `appctl status`. \
+             Undo: `appctl rollback --env {to}` (a revert commit).",
+            to = args.to
+        );
+    } else {
+        println!(
+            "{to} is not running in this cluster: `appctl up --env ...,{to}` starts it with this image.",
+            to = args.to
+        );
+    }
+    Ok(())
+}
+
 /// Flags of `rollback`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RollbackArgs {
+    /// The GitOps way: revert ENV's last promotion with a new commit in the in-cluster
+    /// repository (automated sync stays on).
+    #[arg(long, conflicts_with_all = ["to", "app"])]
+    pub env: Option<String>,
     /// Revision (commit prefix) or ArgoCD history id to roll back to (default: the previous
     /// one).
     #[arg(long)]
     pub to: Option<String>,
-    /// Application to roll back.
-    #[arg(long, default_value = "metrics-app")]
+    /// Application to roll back through its ArgoCD history.
+    #[arg(long, default_value = "metrics-app-dev")]
     pub app: String,
 }
 
-/// Runs `rollback`.
-pub async fn rollback(args: RollbackArgs) -> Result<()> {
+/// Runs `rollback`: a revert commit with `--env`, else ArgoCD's history.
+pub async fn rollback(r: &dyn Runner, args: RollbackArgs) -> Result<()> {
     let client = up::kind_client().await?;
+    if let Some(env) = &args.env {
+        in_cluster_root(&client, "rollback --env").await?;
+        let (sha, message) = gitops::revert_promotion(r, &client, env).await?;
+        print_commit(&sha, &message);
+        cluster::refresh_root(&client).await?;
+        println!(
+            "ArgoCD rolls {env} back (Application metrics-app-{env}); watch it with `appctl status`."
+        );
+        return Ok(());
+    }
     let done = cluster::rollback(&client, &args.app, args.to.as_deref()).await?;
     println!(
         "{} rolled back to history id {} (revision {}).\n\

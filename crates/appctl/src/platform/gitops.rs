@@ -1,11 +1,13 @@
-//! The GitOps source: the in-cluster Gitea user appctl pushes as, and the push of this
-//! checkout to it — with the password handed to git through its environment, never in an
-//! argument or a URL.
+//! The GitOps source: the in-cluster Gitea user appctl pushes as, the push of this checkout
+//! to it, and the commits that deploy, promote and roll back an environment's image (planned
+//! by [`super::environments`]) — with the password handed to git through its environment,
+//! never in an argument or a URL.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cluster;
+use super::environments;
 use super::runner::{Cmd, RunError, Runner};
 use super::up::{apply_secret, path, random_hex};
 use super::{Error, Result};
@@ -59,25 +61,19 @@ pub const GIT_USER: &str = "appctl";
 /// `http://127.0.0.1:PORT`), as [`GIT_USER`] with `password` given to git by `askpass` via the
 /// environment. `credential.helper` is emptied so no helper of the user's stores the password.
 pub fn git_push_command(root: &Path, base: &str, askpass: &Path, password: &str) -> Cmd {
-    let url =
-        format!("{base}/{GIT_USER}/metrics-app.git").replacen("://", &format!("://{GIT_USER}@"), 1);
-    Cmd::new(
-        "git",
+    let url = repo_url(base);
+    git_command(
         &[
             "-C",
             &path(root),
-            "-c",
-            "credential.helper=",
             "push",
             "--force",
             &url,
             "HEAD:refs/heads/main",
         ],
+        askpass,
+        password,
     )
-    .env("GIT_ASKPASS", &path(askpass))
-    .env("GIT_TERMINAL_PROMPT", "0")
-    .env("APPCTL_GIT_USERNAME", GIT_USER)
-    .env("APPCTL_GIT_PASSWORD", password)
 }
 
 /// The password in the output of `gitea admin user create --random-password`, which prints
@@ -158,43 +154,251 @@ pub(super) async fn create_git_user(c: &kube::Client, pod: &str) -> Result<Strin
     )))
 }
 
-/// Pushes HEAD to the in-cluster Gitea through a port-forward, as user `appctl` (created on
-/// first use; password kept in Secret gitops/git-server-admin), then records the commit.
-pub(super) async fn push_checkout(
-    r: &dyn Runner,
-    c: &kube::Client,
-    root: &Path,
-    commit: &str,
-) -> Result<()> {
-    let pod = cluster::running_pod(
-        c,
-        "gitops",
-        "app.kubernetes.io/name=git-server",
-        Duration::from_secs(300),
-    )
-    .await?;
-    let admin = match cluster::secret_value_opt(c, "gitops", "git-server-admin", "password").await?
-    {
-        Some(p) => p,
-        None => {
-            let p = create_git_user(c, &pod).await?;
-            apply_secret(c, "gitops", "git-server-admin", "password", &p).await?;
-            p
+/// A connection to the in-cluster repository as [`GIT_USER`]: the password (from Secret
+/// gitops/git-server-admin), the askpass script that hands it to git, and a port-forward to
+/// Gitea, closed on drop.
+pub struct GitServer {
+    password: String,
+    askpass: AskPass,
+    /// `http://127.0.0.1:PORT` (the port-forward), for the checkout's push.
+    base: String,
+    /// The repository's URL, with the user and never the password.
+    url: String,
+    forward: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        if let Some(f) = &self.forward {
+            f.abort();
         }
-    };
-    let askpass = AskPass::create()?;
-    let (port, task) = cluster::port_forward(c, "gitops", &pod, 3000).await?;
-    let cmd = git_push_command(
-        root,
-        &format!("http://127.0.0.1:{port}"),
-        &askpass.path(),
-        &admin,
-    );
-    let result = r.run_cmd(&cmd);
-    task.abort();
-    drop(askpass);
-    // git does not echo the password, but a server's message might: never show it.
-    result.map_err(|e| match e {
+    }
+}
+
+impl GitServer {
+    /// Connects; creates the Gitea user on first use when `create_user`, else a missing
+    /// password Secret means appctl never pushed here ([`Error::NotFound`]).
+    pub(super) async fn connect(c: &kube::Client, create_user: bool) -> Result<Self> {
+        let pod = cluster::running_pod(
+            c,
+            "gitops",
+            "app.kubernetes.io/name=git-server",
+            Duration::from_secs(300),
+        )
+        .await?;
+        let password =
+            match cluster::secret_value_opt(c, "gitops", "git-server-admin", "password").await? {
+                Some(p) => p,
+                None if create_user => {
+                    let p = create_git_user(c, &pod).await?;
+                    apply_secret(c, "gitops", "git-server-admin", "password", &p).await?;
+                    p
+                }
+                None => {
+                    return Err(Error::NotFound(
+                        "Secret gitops/git-server-admin: appctl has not pushed to the in-cluster \
+                         git server yet; run `appctl up` first"
+                            .into(),
+                    ));
+                }
+            };
+        let askpass = AskPass::create()?;
+        let (port, forward) = cluster::port_forward(c, "gitops", &pod, 3000).await?;
+        let base = format!("http://127.0.0.1:{port}");
+        Ok(Self {
+            password,
+            askpass,
+            url: repo_url(&base),
+            base,
+            forward: Some(forward),
+        })
+    }
+
+    /// The repository at `url` (any URL or path git takes), as [`GIT_USER`] with `password`:
+    /// what the commits are tested against, a bare repository in a temporary directory.
+    pub fn at(url: &str, password: &str) -> Result<Self> {
+        Ok(Self {
+            password: password.into(),
+            askpass: AskPass::create()?,
+            base: String::new(),
+            url: url.into(),
+            forward: None,
+        })
+    }
+
+    /// The repository's URL.
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// `git ARGS` with the password in the environment only.
+    fn git(&self, args: &[&str]) -> Cmd {
+        git_command(args, &self.askpass.path(), &self.password)
+    }
+
+    /// Runs `cmd`, with the password masked out of a failure's stderr.
+    fn run(&self, r: &dyn Runner, cmd: &Cmd) -> Result<String> {
+        r.run_cmd(cmd)
+            .map(|o| o.stdout)
+            .map_err(|e| mask(e, &self.password).into())
+    }
+
+    /// `git push --force` of the checkout's HEAD to `main`.
+    fn push_head(&self, r: &dyn Runner, root: &Path) -> Result<()> {
+        let cmd = git_push_command(root, &self.base, &self.askpass.path(), &self.password);
+        self.run(r, &cmd).map(|_| ())
+    }
+
+    /// A clone of `main` in a private temporary directory (`depth` commits, all when `None`),
+    /// or `None` when the repository or its `main` does not exist yet.
+    pub fn clone_main(&self, r: &dyn Runner, depth: Option<u32>) -> Result<Option<RepoClone>> {
+        let dir = RepoClone::new_dir()?;
+        let target = path(&dir.dir.join("repo"));
+        let depth = depth.map(|d| d.to_string());
+        let mut args = vec!["clone", "--quiet", "--single-branch", "--branch", "main"];
+        if let Some(d) = &depth {
+            args.extend(["--depth", d]);
+        }
+        let url = self.url();
+        args.extend([url.as_str(), target.as_str()]);
+        match r.run_cmd(&self.git(&args)) {
+            Ok(_) => Ok(Some(dir)),
+            // Gitea answers 404 for a repository nobody pushed to; git names a missing branch.
+            Err(RunError::Failed { stderr, .. })
+                if stderr.contains("not found") || stderr.contains("Remote branch main") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(mask(e, &self.password).into()),
+        }
+    }
+
+    /// Commits what is staged in `clone` with `message` as appctl, and pushes it to `main`
+    /// (not forced: if `main` moved meanwhile, the push fails and nothing is lost).
+    pub fn commit_and_push(
+        &self,
+        r: &dyn Runner,
+        clone: &RepoClone,
+        message: &str,
+    ) -> Result<String> {
+        let repo = clone.repo();
+        let mut commit = vec!["-C", &repo];
+        commit.extend(IDENTITY);
+        commit.extend(["commit", "--quiet", "--no-verify", "-m", message]);
+        self.run(r, &self.git(&commit))?;
+        let sha = self
+            .run(r, &self.git(&["-C", &repo, "rev-parse", "HEAD"]))?
+            .trim()
+            .to_string();
+        let url = self.url();
+        self.run(
+            r,
+            &self.git(&["-C", &repo, "push", "--quiet", &url, "HEAD:refs/heads/main"]),
+        )?;
+        Ok(sha)
+    }
+
+    /// The history of `main` in `clone`, newest first.
+    pub fn log(&self, r: &dyn Runner, clone: &RepoClone) -> Result<Vec<environments::Commit>> {
+        let repo = clone.repo();
+        let format = format!("--format={}", environments::LOG_FORMAT);
+        let out = self.run(r, &self.git(&["-C", &repo, "log", &format, "HEAD"]))?;
+        Ok(environments::parse_log(&out))
+    }
+
+    /// `git revert --no-commit SHA` in `clone`: the change is staged for [`Self::commit_and_push`].
+    pub fn revert(&self, r: &dyn Runner, clone: &RepoClone, sha: &str) -> Result<()> {
+        let repo = clone.repo();
+        let mut args = vec!["-C", &repo];
+        args.extend(IDENTITY);
+        args.extend(["revert", "--no-commit", sha]);
+        self.run(r, &self.git(&args)).map(|_| ())
+    }
+}
+
+/// Who appctl's commits are by; no signing (no key of the user's is involved), no hooks.
+const IDENTITY: [&str; 6] = [
+    "-c",
+    "user.name=appctl",
+    "-c",
+    "user.email=appctl@localhost",
+    "-c",
+    "commit.gpgsign=false",
+];
+
+/// A private temporary clone of the in-cluster repository, removed on drop.
+pub struct RepoClone {
+    dir: PathBuf,
+}
+
+impl RepoClone {
+    fn new_dir() -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = std::env::temp_dir().join(format!("appctl-clone-{}", random_hex(8)?));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(Error::io(format!("creating {}", dir.display())))?;
+        Ok(Self { dir })
+    }
+
+    fn repo(&self) -> String {
+        path(&self.dir.join("repo"))
+    }
+
+    /// The environments file of the clone.
+    pub fn read_environments(&self) -> Result<String> {
+        let file = self.dir.join("repo").join(environments::ENVIRONMENTS_FILE);
+        std::fs::read_to_string(&file).map_err(Error::io(format!(
+            "reading {} of the in-cluster repository",
+            environments::ENVIRONMENTS_FILE
+        )))
+    }
+
+    /// Writes the environments file and stages it.
+    pub fn write_environments(&self, r: &dyn Runner, content: &str) -> Result<()> {
+        let file = self.dir.join("repo").join(environments::ENVIRONMENTS_FILE);
+        std::fs::write(&file, content).map_err(Error::io(format!("writing {}", file.display())))?;
+        r.run(
+            "git",
+            &[
+                "-C",
+                &self.repo(),
+                "add",
+                "--",
+                environments::ENVIRONMENTS_FILE,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for RepoClone {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The in-cluster repository's URL at `base` (e.g. `http://127.0.0.1:PORT`), as [`GIT_USER`].
+fn repo_url(base: &str) -> String {
+    format!("{base}/{GIT_USER}/metrics-app.git").replacen("://", &format!("://{GIT_USER}@"), 1)
+}
+
+/// `git ARGS` that authenticates as [`GIT_USER`] with `password` given by `askpass` through
+/// the environment; `credential.helper` emptied so no helper of the user's stores it.
+pub fn git_command(args: &[&str], askpass: &Path, password: &str) -> Cmd {
+    let mut all = vec!["-c", "credential.helper="];
+    all.extend(args);
+    Cmd::new("git", &all)
+        .env("GIT_ASKPASS", &path(askpass))
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("APPCTL_GIT_USERNAME", GIT_USER)
+        .env("APPCTL_GIT_PASSWORD", password)
+}
+
+/// git does not echo the password, but a server's message might: never show it.
+fn mask(e: RunError, password: &str) -> RunError {
+    match e {
         RunError::Failed {
             command,
             code,
@@ -202,17 +406,150 @@ pub(super) async fn push_checkout(
         } => RunError::Failed {
             command,
             code,
-            stderr: stderr.replace(&admin, "***"),
+            stderr: stderr.replace(password, "***"),
         },
         other => other,
-    })?;
+    }
+}
+
+/// Pushes HEAD to the in-cluster Gitea through a port-forward, as user `appctl` (created on
+/// first use; password kept in Secret gitops/git-server-admin), then records the commit.
+/// Returns the environments file `main` had before (`None` on the first push): the push
+/// replaces the history, and [`commit_images`] carries each environment's image over.
+pub(super) async fn push_checkout(
+    r: &dyn Runner,
+    c: &kube::Client,
+    root: &Path,
+    commit: &str,
+) -> Result<Option<String>> {
+    let git = GitServer::connect(c, true).await?;
+    let before = match git.clone_main(r, Some(1))? {
+        Some(clone) => clone.read_environments().ok(),
+        None => None,
+    };
+    git.push_head(r, root)?;
+    drop(git);
     let obj = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "appctl-state", "namespace": "gitops"},
         "data": {"pushed-commit": commit}
     }))
     .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
-    cluster::apply_object(c, obj, None).await
+    cluster::apply_object(c, obj, None).await?;
+    Ok(before)
+}
+
+/// Field manager of the `deployed-image` record (its own, so that applying `pushed-commit`
+/// as appctl does not remove it).
+const IMAGES_MANAGER: &str = "appctl-images";
+
+/// `appctl up`'s commit of the image it built for the first environment (dev), keeping the
+/// other environments' images from `kept` (the file before a push replaced the history, else
+/// the file as it is): [`environments::plan_deploy`]. Records the tag in `gitops/appctl-state`.
+pub(super) async fn commit_images(
+    r: &dyn Runner,
+    c: &kube::Client,
+    tag: &str,
+    kept: Option<Option<String>>,
+) -> Result<()> {
+    let git = GitServer::connect(c, false).await?;
+    match deploy_commit(&git, r, tag, kept)? {
+        Some((sha, message)) => {
+            let short: String = sha.chars().take(12).collect();
+            for line in message.lines().skip(2).take_while(|l| !l.is_empty()) {
+                println!("    {line}");
+            }
+            println!(
+                "    committed {short}: {}",
+                message.lines().next().unwrap_or_default()
+            );
+        }
+        None => println!("    the in-cluster repository already has it"),
+    }
+    drop(git);
+    let obj = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "appctl-state", "namespace": "gitops"},
+        "data": {"deployed-image": tag}
+    }))
+    .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
+    cluster::apply_object_as(c, obj, None, IMAGES_MANAGER).await
+}
+
+/// The clone of `main`, or an error saying appctl has not pushed yet.
+fn main_clone(git: &GitServer, r: &dyn Runner, depth: Option<u32>) -> Result<RepoClone> {
+    git.clone_main(r, depth)?.ok_or_else(|| {
+        Error::NotFound("branch main in the in-cluster repository: run `appctl up` first".into())
+    })
+}
+
+/// [`commit_images`]'s commit in the repository of `git`: the commit and its message, or
+/// `None` when the file already says it. `kept`: `Some(file before the push)` when this run
+/// pushed (`Some(None)`: the first push), `None` to keep the images the file has.
+pub fn deploy_commit(
+    git: &GitServer,
+    r: &dyn Runner,
+    tag: &str,
+    kept: Option<Option<String>>,
+) -> Result<Option<(String, String)>> {
+    let clone = main_clone(git, r, Some(1))?;
+    let current = clone.read_environments()?;
+    let kept = match kept {
+        Some(before) => before,
+        None => Some(current.clone()),
+    };
+    let Some(change) = environments::plan_deploy(&current, kept.as_deref(), tag)? else {
+        return Ok(None);
+    };
+    clone.write_environments(r, &change.content)?;
+    let sha = git.commit_and_push(r, &clone, &change.message)?;
+    Ok(Some((sha, change.message)))
+}
+
+/// `appctl promote`: commits FROM's image for TO in the in-cluster repository
+/// ([`environments::plan_promotion`]); returns the commit and its message.
+pub(super) async fn promote(
+    r: &dyn Runner,
+    c: &kube::Client,
+    from: &str,
+    to: &str,
+) -> Result<(String, String)> {
+    promote_commit(&GitServer::connect(c, false).await?, r, from, to)
+}
+
+/// [`promote`] in the repository of `git`.
+pub fn promote_commit(
+    git: &GitServer,
+    r: &dyn Runner,
+    from: &str,
+    to: &str,
+) -> Result<(String, String)> {
+    let clone = main_clone(git, r, Some(1))?;
+    let change = environments::plan_promotion(&clone.read_environments()?, from, to)?;
+    clone.write_environments(r, &change.content)?;
+    let sha = git.commit_and_push(r, &clone, &change.message)?;
+    Ok((sha, change.message))
+}
+
+/// `appctl rollback --env ENV`: a revert commit of ENV's last promotion not yet rolled back
+/// ([`environments::plan_rollback`]), pushed without force; returns it and its message.
+pub(super) async fn revert_promotion(
+    r: &dyn Runner,
+    c: &kube::Client,
+    env: &str,
+) -> Result<(String, String)> {
+    revert_commit(&GitServer::connect(c, false).await?, r, env)
+}
+
+/// [`revert_promotion`] in the repository of `git`.
+pub fn revert_commit(git: &GitServer, r: &dyn Runner, env: &str) -> Result<(String, String)> {
+    // The whole history: the promotion may be many commits back.
+    let clone = main_clone(git, r, None)?;
+    environments::find(&environments::parse(&clone.read_environments()?)?, env)?;
+    let plan = environments::plan_rollback(&git.log(r, &clone)?, env)?;
+    git.revert(r, &clone, &plan.revert)?;
+    let sha = git.commit_and_push(r, &clone, &plan.message)?;
+    Ok((sha, plan.message))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use super::{Error, Result};
 /// Flags of `appctl load`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
-    /// URL to load, e.g. http://metrics-app.localtest.me/counter
+    /// URL to load, e.g. http://prod.metrics-app.localtest.me/counter
     pub url: String,
     /// Requests per second (open loop).
     #[arg(long, conflicts_with = "concurrency")]
@@ -29,6 +29,20 @@ pub struct LoadArgs {
     /// Also show the metrics-app HPA's current/desired replicas (watched, on every change).
     #[arg(long)]
     pub watch_hpa: bool,
+    /// Namespace of the HPA for --watch-hpa (default: the environment the URL's host names,
+    /// `<env>.metrics-app.localtest.me` → `metrics-app-<env>`).
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+/// The namespace of the environment whose public hostname is `host`
+/// (`<env>.metrics-app.localtest.me` → `metrics-app-<env>`, as deploy/argocd names them),
+/// else dev's.
+pub fn env_namespace(host: &str) -> String {
+    match host.strip_suffix(".metrics-app.localtest.me") {
+        Some(env) if !env.is_empty() && !env.contains('.') => format!("metrics-app-{env}"),
+        _ => "metrics-app-dev".into(),
+    }
 }
 
 /// How the load is generated.
@@ -237,10 +251,19 @@ pub async fn command(args: LoadArgs) -> Result<()> {
     } else {
         None
     };
+    let namespace = args.namespace.clone().unwrap_or_else(|| {
+        env_namespace(
+            reqwest::Url::parse(&cfg.url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .as_deref()
+                .unwrap_or_default(),
+        )
+    });
     let hpa_line = Arc::new(Mutex::new(String::new()));
     let watcher = kube.map(|client| {
         let line = hpa_line.clone();
-        super::cluster::watch_hpas(&client, "metrics-app", move |h| {
+        super::cluster::watch_hpas(&client, &namespace, move |h| {
             if let Ok(mut l) = line.lock() {
                 *l = format!("  hpa {}/{} (desired {})", h.current, h.max, h.desired);
             }
@@ -308,5 +331,23 @@ mod cause_tests {
             .collect();
         assert_eq!(describe_causes(&causes), "refused ×3, 503 ×1, reset ×1");
         assert_eq!(describe_causes(&Default::default()), "");
+    }
+
+    #[test]
+    fn the_hpa_is_watched_in_the_namespace_of_the_urls_environment() {
+        assert_eq!(
+            env_namespace("prod.metrics-app.localtest.me"),
+            "metrics-app-prod"
+        );
+        assert_eq!(
+            env_namespace("staging.metrics-app.localtest.me"),
+            "metrics-app-staging"
+        );
+        assert_eq!(env_namespace("metrics-app.localtest.me"), "metrics-app-dev");
+        assert_eq!(
+            env_namespace("a.b.metrics-app.localtest.me"),
+            "metrics-app-dev"
+        );
+        assert_eq!(env_namespace("127.0.0.1"), "metrics-app-dev");
     }
 }

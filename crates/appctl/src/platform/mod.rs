@@ -1,7 +1,9 @@
-//! `appctl up/status/credentials/rollback/down/load`: the kind + ArgoCD platform from this
+//! `appctl up/status/credentials/promote/rollback/down/load`: the kind + ArgoCD platform from this
 //! checkout in one command, and the commands to look at it, roll it back and load it.
 //!
 //! - [`plan`]: the pure plan of `up` from observed state, with a reason per step.
+//! - [`environments`]: the environments of deploy/argocd and the pure planning of their
+//!   image commits (`up`, `promote`, `rollback --env`); [`gitops`] makes the commits.
 //! - [`tools`], [`runner`]: the machine (docker, kind, kubectl, git) — shelling out only to
 //!   those, showing the command line and stderr when they fail.
 //! - [`cluster`]: every Kubernetes API call, via kube-rs.
@@ -12,6 +14,7 @@
 
 pub mod cluster;
 pub mod commands;
+pub mod environments;
 pub mod gitops;
 pub mod load;
 mod openbao;

@@ -49,10 +49,36 @@ pub struct RootApp {
     pub repo_url: String,
     /// Revision.
     pub revision: String,
-    /// metrics-app image tag.
-    pub tag: String,
+    /// Its Helm parameters (name, value), as [`root_parameters`] makes them.
+    pub parameters: Vec<(String, String)>,
     /// Automated sync on (off after `appctl rollback`).
     pub auto_sync: bool,
+}
+
+/// The root Application's Helm parameters: where ArgoCD reads the repository, which
+/// environments run (`environments` lists every environment of the file, in order, with
+/// whether `--env` selected it), and — for a remote repository only, where appctl commits
+/// nothing — the image tag of each selected environment. With the in-cluster repository the
+/// images are commits ([`super::environments`]), which a parameter would override.
+pub fn root_parameters(
+    repo_url: &str,
+    revision: &str,
+    environments: &[(String, bool)],
+    remote_tag: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut p = vec![
+        ("repoURL".to_string(), repo_url.to_string()),
+        ("targetRevision".to_string(), revision.to_string()),
+    ];
+    for (env, enabled) in environments {
+        p.push((format!("environments.{env}.enabled"), enabled.to_string()));
+    }
+    if let Some(tag) = remote_tag {
+        for (env, _) in environments.iter().filter(|(_, on)| *on) {
+            p.push((format!("environments.{env}.image.tag"), tag.to_string()));
+        }
+    }
+    p
 }
 
 /// What OpenBao (the secret backend) says, asked through a port-forward with the token from
@@ -118,6 +144,9 @@ pub struct Observed {
     pub backend_token_present: bool,
     /// Commit the in-cluster git server has on `main`, if reachable.
     pub git_server_revision: Option<String>,
+    /// Image tag appctl last committed for the first environment (dev) in the in-cluster
+    /// repository (ConfigMap `gitops/appctl-state`, key `deployed-image`).
+    pub deployed_image: Option<String>,
     /// What OpenBao says about the password and the token.
     pub backend: Backend,
     /// The root Application, if it exists.
@@ -141,6 +170,7 @@ impl Observed {
             bootstrap_digest: None,
             backend_token_present: false,
             git_server_revision: None,
+            deployed_image: None,
             backend: Backend::NotRunning {
                 reason: "no cluster".into(),
             },
@@ -177,6 +207,9 @@ pub struct UpOptions {
     pub source: Source,
     /// Digest of deploy/bootstrap in this checkout.
     pub bootstrap_digest: String,
+    /// Every environment of deploy/argocd/values.yaml, in order, and whether `--env` selects
+    /// it; the first one is where `up` deploys the image it built.
+    pub environments: Vec<(String, bool)>,
 }
 
 /// Repository URL of the in-cluster git server (docs/platform-contract.md).
@@ -213,14 +246,22 @@ pub enum Action {
         /// Commit pushed.
         commit: String,
     },
-    /// The root Application, pointing at the source with the image tag.
+    /// A commit in the in-cluster repository: the first environment runs the image built,
+    /// the others keep theirs ([`super::environments::plan_deploy`]).
+    CommitImage {
+        /// The environment (dev).
+        env: String,
+        /// Image tag.
+        tag: String,
+    },
+    /// The root Application, pointing at the source, with the selected environments.
     ApplyRootApp {
         /// Repository URL.
         repo_url: String,
         /// Revision.
         revision: String,
-        /// Image tag.
-        tag: String,
+        /// Helm parameters ([`root_parameters`]).
+        parameters: Vec<(String, String)>,
     },
     /// PASSWORD into OpenBao (once OpenBao runs).
     WritePassword,
@@ -424,7 +465,12 @@ pub fn steps(o: &Observed, opts: &UpOptions) -> Vec<Step> {
             "OpenBao not running yet, nothing to restart"
         },
     );
-    let (repo_url, revision) = match &opts.source {
+    let first_env = opts
+        .environments
+        .first()
+        .map(|(e, _)| e.clone())
+        .unwrap_or_else(|| "dev".into());
+    let (repo_url, revision, remote_tag) = match &opts.source {
         Source::Local { commit } => {
             let pushed = o.git_server_revision.as_deref() == Some(commit.as_str()) && !fresh;
             step(
@@ -438,22 +484,41 @@ pub fn steps(o: &Observed, opts: &UpOptions) -> Vec<Step> {
                     "git server does not have this commit"
                 },
             );
-            (IN_CLUSTER_REPO.to_string(), "main".to_string())
+            let deployed = !fresh && pushed && o.deployed_image.as_deref() == Some(tag.as_str());
+            step(
+                Action::CommitImage {
+                    env: first_env.clone(),
+                    tag: tag.clone(),
+                },
+                !deployed,
+                if deployed {
+                    "the git server's environments already name this image, skipping"
+                } else if !pushed {
+                    "the push replaces the git server's history: images committed again (this one for dev, the others kept)"
+                } else {
+                    "the git server's environments name another image"
+                },
+            );
+            (IN_CLUSTER_REPO.to_string(), "main".to_string(), None)
         }
-        Source::Remote { url, revision } => (url.clone(), revision.clone()),
+        Source::Remote { url, revision } => (url.clone(), revision.clone(), Some(tag.as_str())),
     };
-    let same_target = o
-        .root_app
-        .as_ref()
-        .is_some_and(|r| r.repo_url == repo_url && r.revision == revision && r.tag == tag)
-        && !fresh;
+    let parameters = root_parameters(&repo_url, &revision, &opts.environments, remote_tag);
+    let same_target = o.root_app.as_ref().is_some_and(|r| {
+        r.repo_url == repo_url && r.revision == revision && {
+            let (mut a, mut b) = (r.parameters.clone(), parameters.clone());
+            a.sort();
+            b.sort();
+            a == b
+        }
+    }) && !fresh;
     let auto_sync = o.root_app.as_ref().is_some_and(|r| r.auto_sync);
     let root_ok = same_target && auto_sync;
     step(
         Action::ApplyRootApp {
             repo_url,
             revision,
-            tag,
+            parameters,
         },
         !root_ok,
         if root_ok {
@@ -461,7 +526,7 @@ pub fn steps(o: &Observed, opts: &UpOptions) -> Vec<Step> {
         } else if same_target {
             "root Application has automated sync off (after a rollback): re-enabling"
         } else if o.root_app.is_some() {
-            "root Application points elsewhere: updating"
+            "root Application points elsewhere or selects other environments: updating"
         } else {
             "root Application missing"
         },
@@ -519,6 +584,13 @@ mod tests {
         }
     }
 
+    fn envs(selected: &[&str]) -> Vec<(String, bool)> {
+        ["dev", "staging", "prod"]
+            .iter()
+            .map(|e| (e.to_string(), selected.contains(e)))
+            .collect()
+    }
+
     fn local() -> UpOptions {
         UpOptions {
             image_tag: "3f2a1c0".into(),
@@ -526,6 +598,7 @@ mod tests {
                 commit: "3f2a1c0".into(),
             },
             bootstrap_digest: "b1".into(),
+            environments: envs(&["dev"]),
         }
     }
 
@@ -563,6 +636,7 @@ mod tests {
                 "CreateBackendToken",
                 "RestartSecretBackend",
                 "PushCheckout",
+                "CommitImage",
                 "ApplyRootApp",
                 "WritePassword",
                 "WaitSynced",
@@ -580,11 +654,12 @@ mod tests {
             bootstrap_digest: Some("b1".into()),
             backend_token_present: true,
             git_server_revision: Some("3f2a1c0".into()),
+            deployed_image: Some("3f2a1c0".into()),
             backend: Backend::PasswordPresent,
             root_app: Some(RootApp {
                 repo_url: IN_CLUSTER_REPO.into(),
                 revision: "main".into(),
-                tag: "3f2a1c0".into(),
+                parameters: root_parameters(IN_CLUSTER_REPO, "main", &envs(&["dev"]), None),
                 auto_sync: true,
             }),
             apps: vec![AppState {
@@ -617,6 +692,7 @@ mod tests {
                 commit: "9b8c7d6".into(),
             },
             bootstrap_digest: "b1".into(),
+            environments: envs(&["dev"]),
         };
         let steps = plan(&o, &opts).expect("plan");
         let run = running(&steps);
@@ -626,12 +702,87 @@ mod tests {
         assert!(run.contains(&&Action::PushCheckout {
             commit: "9b8c7d6".into()
         }));
+        // The force push replaces the history: dev's new image and the others' are committed.
+        let commit = step(
+            &steps,
+            &Action::CommitImage {
+                env: "dev".into(),
+                tag: "9b8c7d6-dirty".into(),
+            },
+        );
+        assert!(
+            commit.run && commit.reason.contains("replaces"),
+            "{commit:?}"
+        );
         assert!(!run.contains(&&Action::CreateCluster) && !run.contains(&&Action::InstallArgoCd));
+        // Same commit, uncommitted changes: nothing to push, but dev's image changes.
+        let opts = UpOptions {
+            image_tag: "3f2a1c0-dirty".into(),
+            ..local()
+        };
+        let mut o = everything_up();
+        o.image_loaded = false;
+        let steps = plan(&o, &opts).expect("plan");
+        assert_eq!(
+            running(&steps),
+            vec![
+                &Action::BuildImage {
+                    tag: "3f2a1c0-dirty".into()
+                },
+                &Action::LoadImage {
+                    tag: "3f2a1c0-dirty".into()
+                },
+                &Action::CommitImage {
+                    env: "dev".into(),
+                    tag: "3f2a1c0-dirty".into()
+                },
+                &Action::WaitSynced,
+                &Action::CheckGateway
+            ]
+        );
+    }
+
+    #[test]
+    fn selecting_other_environments_updates_the_root_application_only() {
+        let opts = UpOptions {
+            environments: envs(&["dev", "prod"]),
+            ..local()
+        };
+        let steps = plan(&everything_up(), &opts).expect("plan");
         let root = steps
             .iter()
             .find(|s| matches!(s.action, Action::ApplyRootApp { .. }))
             .expect("root step");
-        assert!(root.run && root.reason.contains("points elsewhere"));
+        assert!(
+            root.run && root.reason.contains("other environments"),
+            "{root:?}"
+        );
+        assert_eq!(
+            running(&steps).len(),
+            3,
+            "root app, wait and check: {steps:#?}"
+        );
+        let Action::ApplyRootApp { parameters, .. } = &root.action else {
+            unreachable!()
+        };
+        let enabled: Vec<&str> = parameters
+            .iter()
+            .filter(|(k, v)| k.ends_with(".enabled") && v == "true")
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(
+            enabled,
+            ["environments.dev.enabled", "environments.prod.enabled"]
+        );
+        assert!(
+            parameters
+                .iter()
+                .any(|(k, v)| k == "environments.staging.enabled" && v == "false")
+        );
+        assert!(
+            !parameters.iter().any(|(k, _)| k.contains("image")),
+            "in-cluster repository: images are commits, not parameters"
+        );
     }
 
     fn step<'a>(steps: &'a [Step], action: &Action) -> &'a Step {
@@ -769,18 +920,28 @@ mod tests {
                 revision: "v1.2.0".into(),
             },
             bootstrap_digest: "b1".into(),
+            environments: envs(&["dev", "staging"]),
         };
         let steps = plan(&tools(), &opts).expect("plan");
-        assert!(
-            !steps
-                .iter()
-                .any(|s| matches!(s.action, Action::PushCheckout { .. }))
-        );
+        assert!(!steps.iter().any(|s| matches!(
+            s.action,
+            Action::PushCheckout { .. } | Action::CommitImage { .. }
+        )));
+        // Nothing is committed there: the selected environments' images are parameters.
+        let url = "https://github.com/you/metrics-app.git";
         assert!(steps.iter().any(|s| s.action
             == Action::ApplyRootApp {
-                repo_url: "https://github.com/you/metrics-app.git".into(),
+                repo_url: url.into(),
                 revision: "v1.2.0".into(),
-                tag: "3f2a1c0".into()
+                parameters: vec![
+                    ("repoURL".into(), url.into()),
+                    ("targetRevision".into(), "v1.2.0".into()),
+                    ("environments.dev.enabled".into(), "true".into()),
+                    ("environments.staging.enabled".into(), "true".into()),
+                    ("environments.prod.enabled".into(), "false".into()),
+                    ("environments.dev.image.tag".into(), "3f2a1c0".into()),
+                    ("environments.staging.image.tag".into(), "3f2a1c0".into()),
+                ]
             }));
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::cluster;
-use super::gitops::push_checkout;
+use super::gitops::{commit_images, push_checkout};
 use super::openbao::{OPENBAO_PODS, observe_backend, write_password};
 use super::plan::{self, Action, Observed, Source, Step, UpOptions};
 use super::runner::Runner;
@@ -28,8 +28,21 @@ pub fn argocd_manifest_url() -> String {
         "https://raw.githubusercontent.com/argoproj/argo-cd/{ARGOCD_VERSION}/manifests/install.yaml"
     )
 }
-/// The app URL through the gateway.
-pub const APP_URL: &str = "http://metrics-app.localtest.me/counter";
+/// The app's URL through the gateway in the environment with hostname `host`.
+pub fn app_url(host: &str) -> String {
+    format!("http://{host}/counter")
+}
+
+/// One environment `up` brings up: its name, hostname and password path in OpenBao.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedEnv {
+    /// e.g. `dev`.
+    pub name: String,
+    /// e.g. `dev.metrics-app.localtest.me`.
+    pub host: String,
+    /// e.g. `metrics-app/dev`.
+    pub secret_path: String,
+}
 
 /// Checked options of `up`.
 #[derive(Debug, Clone)]
@@ -44,6 +57,10 @@ pub struct UpConfig {
     pub dry_run: bool,
     /// How long to wait for the platform.
     pub timeout: Duration,
+    /// Every environment of deploy/argocd/values.yaml, in order, and whether `--env` selects it.
+    pub environments: Vec<(String, bool)>,
+    /// The selected ones.
+    pub selected: Vec<SelectedEnv>,
 }
 
 /// The tools on this machine.
@@ -59,7 +76,12 @@ pub fn observe_tools(r: &dyn Runner) -> Observed {
 
 /// Observes, on top of the tools in `machine`, the cluster and the platform in it when it
 /// exists. Read-only; anything that cannot be read counts as absent.
-pub async fn observe(r: &dyn Runner, machine: Observed, tag: &str) -> Observed {
+pub async fn observe(
+    r: &dyn Runner,
+    machine: Observed,
+    tag: &str,
+    secret_paths: &[String],
+) -> Observed {
     let mut o = machine;
     if !matches!(o.kind, plan::Tool::Present { .. }) {
         return o;
@@ -106,7 +128,7 @@ pub async fn observe(r: &dyn Runner, machine: Observed, tag: &str) -> Observed {
     let (bao_token, eso_token) = (token("openbao").await, token("external-secrets").await);
     // Both copies, and the same: External Secrets reads OpenBao with the second.
     o.backend_token_present = bao_token.is_some() && bao_token == eso_token;
-    o.backend = observe_backend(&client, bao_token.as_deref()).await;
+    o.backend = observe_backend(&client, bao_token.as_deref(), secret_paths).await;
     let state = Api::<ConfigMap>::namespaced(client.clone(), "gitops")
         .get_opt("appctl-state")
         .await
@@ -115,6 +137,7 @@ pub async fn observe(r: &dyn Runner, machine: Observed, tag: &str) -> Observed {
         .and_then(|c| c.data)
         .unwrap_or_default();
     o.git_server_revision = state.get("pushed-commit").cloned();
+    o.deployed_image = state.get("deployed-image").cloned();
     o.bootstrap_digest = state.get("bootstrap-sha256").cloned();
     o.root_app = cluster::root_app(&client).await.ok().flatten();
     o.apps = cluster::application_states(&client)
@@ -199,10 +222,11 @@ fn describe(a: &Action) -> String {
         Action::CreateBackendToken => "create the secret backend token".into(),
         Action::RestartSecretBackend => "restart OpenBao".into(),
         Action::PushCheckout { commit } => format!("push {commit} to the git server"),
+        Action::CommitImage { env, tag } => format!("commit {env}'s image tag {tag}"),
         Action::ApplyRootApp { revision, .. } => format!("apply root Application @ {revision}"),
         Action::WritePassword => "write PASSWORD into OpenBao".into(),
         Action::WaitSynced => "wait for Synced + Healthy".into(),
-        Action::CheckGateway => format!("GET {APP_URL}"),
+        Action::CheckGateway => "GET /counter of each environment".into(),
     }
 }
 
@@ -241,11 +265,13 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
         },
     };
     let bootstrap = bootstrap_files(&cfg.root)?;
-    let observed = observe(r, machine, &tag).await;
+    let secret_paths: Vec<String> = cfg.selected.iter().map(|e| e.secret_path.clone()).collect();
+    let observed = observe(r, machine, &tag, &secret_paths).await;
     let opts = UpOptions {
         image_tag: tag.clone(),
         source,
         bootstrap_digest: bootstrap_digest(&bootstrap),
+        environments: cfg.environments.clone(),
     };
     let steps = plan::steps(&observed, &opts);
     print_plan(&steps);
@@ -259,8 +285,10 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
         println!("\n--dry-run: nothing was changed");
         return Ok(());
     }
-    let mut password = cfg.password.clone();
     let mut client: Option<kube::Client> = None;
+    // The in-cluster environments file before this run's push replaced the history, for the
+    // commit that carries each environment's image over.
+    let mut kept: Option<Option<String>> = None;
     for s in steps.iter().filter(|s| s.run) {
         println!("==> {}", describe(&s.action));
         let started = Instant::now();
@@ -354,32 +382,41 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
             }
             Action::PushCheckout { commit } => {
                 let c = connect(&mut client).await?;
-                push_checkout(r, &c, &cfg.root, commit).await?;
+                kept = Some(push_checkout(r, &c, &cfg.root, commit).await?);
+            }
+            Action::CommitImage { tag, .. } => {
+                let c = connect(&mut client).await?;
+                commit_images(r, &c, tag, kept.take()).await?;
+                // The root Application exists from the second run on: have ArgoCD read the
+                // commit now rather than at its next poll. On a first run it is created later.
+                if let Err(e) = cluster::refresh_root(&c).await {
+                    tracing::debug!("refresh of the root Application: {e}");
+                }
             }
             Action::ApplyRootApp {
                 repo_url,
                 revision,
-                tag,
+                parameters,
             } => {
                 let c = connect(&mut client).await?;
-                let obj =
-                    serde_json::from_value(cluster::root_application(repo_url, revision, tag))
-                        .map_err(Error::manifest("the root Application"))?;
+                let obj = serde_json::from_value(cluster::root_application(
+                    repo_url, revision, parameters,
+                ))
+                .map_err(Error::manifest("the root Application"))?;
                 cluster::apply_object(&c, obj, None).await?;
             }
             Action::WritePassword => {
                 let c = connect(&mut client).await?;
-                let pw = match password.take() {
-                    Some(p) => p,
-                    None => {
-                        let p = random_hex(12)?;
-                        println!(
-                            "    generated PASSWORD (shown once, not stored anywhere else): {p}"
-                        );
-                        p
-                    }
-                };
-                write_password(&c, &pw, cfg.timeout).await?;
+                let w =
+                    write_password(&c, cfg.password.as_deref(), &secret_paths, cfg.timeout).await?;
+                if let Some(p) = &w.generated {
+                    println!(
+                        "    generated PASSWORD for {} (shown once, not stored anywhere else): {p}",
+                        w.paths.join(", ")
+                    );
+                } else {
+                    println!("    written to {}", w.paths.join(", "));
+                }
             }
             Action::WaitSynced => {
                 let c = connect(&mut client).await?;
@@ -394,14 +431,31 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
                 })
                 .await?;
             }
-            Action::CheckGateway => check_gateway(cfg.timeout).await?,
+            Action::CheckGateway => {
+                for e in &cfg.selected {
+                    check_gateway(&app_url(&e.host), cfg.timeout).await?;
+                }
+            }
         }
         println!("    done in {:.0?}", started.elapsed());
     }
+    println!();
+    for e in &cfg.selected {
+        println!(
+            "{:<16} {}",
+            format!("metrics-app {}", e.name),
+            app_url(&e.host)
+        );
+    }
+    let first = cfg
+        .selected
+        .first()
+        .map(|e| app_url(&e.host))
+        .unwrap_or_default();
     println!(
-        "\nmetrics-app      {APP_URL}\nArgoCD           http://localhost:8080  (user admin)\n\
+        "ArgoCD           http://localhost:8080  (user admin)\n\
          Grafana          http://localhost:3000\ncredentials      appctl credentials\n\
-         next             appctl status | appctl load {APP_URL} --watch-hpa | appctl diagnose {APP_URL} --kube"
+         next             appctl status | appctl promote --from A --to B | appctl diagnose {first} --kube"
     );
     Ok(())
 }
@@ -550,24 +604,24 @@ pub async fn fetch_verified(url: &str, sha256: &str) -> Result<String> {
     String::from_utf8(body.to_vec()).map_err(Error::manifest(url))
 }
 
-async fn check_gateway(timeout: Duration) -> Result<()> {
+async fn check_gateway(url: &str, timeout: Duration) -> Result<()> {
     let client = crate::http()
         .timeout(Duration::from_secs(5))
         .no_proxy()
         .build()
-        .map_err(Error::http(format!("a client for {APP_URL}")))?;
+        .map_err(Error::http(format!("a client for {url}")))?;
     let deadline = Instant::now() + timeout;
     loop {
-        match client.get(APP_URL).send().await {
+        match client.get(url).send().await {
             Ok(r) if r.status().is_success() => {
                 let body = r.text().await.unwrap_or_default();
-                println!("    {APP_URL} → {}", body.trim());
+                println!("    {url} → {}", body.trim());
                 return Ok(());
             }
             other => {
                 if Instant::now() >= deadline {
                     return Err(Error::Timeout {
-                        what: APP_URL.into(),
+                        what: url.into(),
                         after: timeout,
                         detail: match other {
                             Ok(r) => format!("last answer {}", r.status()),

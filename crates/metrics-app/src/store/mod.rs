@@ -82,8 +82,8 @@ impl Store {
     pub fn new(config: &StoreConfig, metrics: Metrics) -> Result<Self> {
         let backend = match config {
             StoreConfig::Memory => Backend::Memory(memory::MemoryStore::default()),
-            StoreConfig::Redis { url, key, wait } => {
-                Backend::Redis(redis::RedisStore::new(url, key.clone(), *wait)?)
+            StoreConfig::Redis { target, key, wait } => {
+                Backend::Redis(redis::RedisStore::new(target, key.clone(), *wait)?)
             }
         };
         let kind = match backend {

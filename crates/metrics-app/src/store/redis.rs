@@ -1,8 +1,10 @@
 //! The shared counter: atomic `INCRBY` on one Redis key, coalesced ([`super::coalesce`]): one
 //! round trip serves every request that arrived while the previous one was in flight.
 //!
-//! A multiplexed [`ConnectionManager`] reconnects with exponential backoff by itself; every
-//! call is bounded by a timeout, so while Redis is down `/counter` fails fast with 503 instead
+//! The primary is either a fixed URL, where a multiplexed [`ConnectionManager`] reconnects with
+//! exponential backoff by itself, or whichever server the Sentinels name (the redis crate's
+//! [`SentinelClient`]), asked again after a call fails, so the service follows a failover without
+//! a restart. Every call is bounded by a timeout, so while Redis is down `/counter` fails fast with 503 instead
 //! of hanging, and it recovers without a restart. A command that times out after Redis ran it
 //! leaves a gap in the sequence but can never produce a duplicate: `INCRBY` hands out each value
 //! once, and nothing here retries one.
@@ -10,11 +12,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisConnectionInfo, RedisResult};
 
 use super::coalesce::{AddBy, Coalescer};
 use super::{Result, StoreError};
-use crate::secret::Secret;
+use crate::config::RedisTarget;
 
 /// Upper bound of any store call as seen by a request.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -26,8 +32,8 @@ pub struct RedisStore(Coalescer<Arc<Redis>>);
 
 /// The connection and the key.
 pub struct Redis {
-    /// Multiplexed, self-reconnecting connection shared by all requests.
-    conn: ConnectionManager,
+    /// How commands reach the primary.
+    link: Link,
     /// The key holding the counter.
     key: String,
     /// Replicas that must acknowledge each batch (`WAIT`), 0 for none, and for how long.
@@ -84,19 +90,49 @@ impl AddBy for Arc<Redis> {
 
 impl RedisStore {
     /// Prepares the connection without connecting: start-up never blocks on Redis.
-    pub fn new(url: &Secret, key: String, wait: (u32, Duration)) -> Result<Self> {
-        let client = redis::Client::open(url.expose())
-            // The error text could echo the URL; keep it out of logs.
-            .map_err(|e| StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind())))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        Ok(Self(Coalescer::new(Arc::new(Redis { conn, key, wait }))))
+    pub fn new(target: &RedisTarget, key: String, wait: (u32, Duration)) -> Result<Self> {
+        let link = match target {
+            RedisTarget::Url(url) => {
+                let client = redis::Client::open(url.expose())
+                    // The error text could echo the URL; keep it out of logs.
+                    .map_err(|e| {
+                        StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind()))
+                    })?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(2)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500));
+                let conn = ConnectionManager::new_lazy_with_config(client, config)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                Link::Direct(conn)
+            }
+            RedisTarget::Sentinel {
+                sentinels,
+                master,
+                password,
+            } => {
+                let mut node = RedisConnectionInfo::default();
+                if let Some(password) = password {
+                    node = node.set_password(password.expose());
+                }
+                let client = SentinelClient::build(
+                    sentinels.iter().map(|s| format!("redis://{s}")).collect(),
+                    master.clone(),
+                    Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
+                    SentinelServerType::Master,
+                )
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("invalid --redis-sentinels {sentinels:?}: {e}"))
+                })?;
+                Link::Sentinel(Box::new(SentinelLink {
+                    sentinels: tokio::sync::Mutex::new(client),
+                    primary: std::sync::Mutex::new(None),
+                }))
+            }
+        };
+        Ok(Self(Coalescer::new(Arc::new(Redis { link, key, wait }))))
     }
 
     /// One increment, sent with the others that are waiting.
@@ -132,15 +168,112 @@ impl RedisStore {
 
 impl Redis {
     /// One command, bounded by [`CALL_TIMEOUT`].
-    async fn call<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> Result<T> {
-        let mut conn = self.conn.clone();
-        bounded(CALL_TIMEOUT, cmd.query_async::<T>(&mut conn)).await
+    async fn call<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        self.run(CALL_TIMEOUT, Query::Cmd(cmd)).await
     }
 
     /// A pipeline ending in `WAIT`, bounded by [`CALL_TIMEOUT`] plus the wait's own timeout.
-    async fn call_pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
-        let mut conn = self.conn.clone();
-        bounded(CALL_TIMEOUT + self.wait.1, pipe.query_async::<T>(&mut conn)).await
+    async fn call_pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        self.run(CALL_TIMEOUT + self.wait.1, Query::Pipe(pipe))
+            .await
+    }
+
+    async fn run<T: FromRedisValue>(&self, budget: Duration, query: Query<'_>) -> Result<T> {
+        match &self.link {
+            Link::Direct(conn) => bounded(budget, query.send(&mut conn.clone())).await,
+            Link::Sentinel(link) => {
+                let result = bounded(budget, async {
+                    let mut conn = link.primary().await?;
+                    query.send(&mut conn).await
+                })
+                .await;
+                // The server may have died or been demoted (READONLY): ask the Sentinels again
+                // next time. A data error says nothing about where the primary is.
+                if matches!(result, Err(StoreError::Unavailable(_))) {
+                    link.forget();
+                }
+                result
+            }
+        }
+    }
+}
+
+/// How commands reach the primary.
+enum Link {
+    /// A fixed address, reconnected to by the [`ConnectionManager`].
+    Direct(ConnectionManager),
+    /// The server the Sentinels name as the primary (boxed: the Sentinel client is large).
+    Sentinel(Box<SentinelLink>),
+}
+
+/// The Sentinels and the connection to the primary they named last.
+struct SentinelLink {
+    /// Asked one caller at a time, so a failover makes one lookup, not one per request.
+    sentinels: tokio::sync::Mutex<SentinelClient>,
+    /// Dropped after a failed call.
+    primary: std::sync::Mutex<Option<MultiplexedConnection>>,
+}
+
+impl SentinelLink {
+    fn cached(&self) -> Option<MultiplexedConnection> {
+        self.primary
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The connection to the current primary, asking the Sentinels for it if there is none.
+    /// Their answer is checked by the redis crate: the server must say `ROLE` master.
+    async fn primary(&self) -> RedisResult<MultiplexedConnection> {
+        if let Some(conn) = self.cached() {
+            return Ok(conn);
+        }
+        let mut sentinels = self.sentinels.lock().await;
+        if let Some(conn) = self.cached() {
+            return Ok(conn); // found by the caller that held the lock before us
+        }
+        let client = sentinels.async_get_client().await?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        tracing::info!(
+            primary = %client.get_connection_info().addr(),
+            "connected to the Redis primary the Sentinels name"
+        );
+        *self
+            .primary
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn forget(&self) {
+        *self
+            .primary
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
+
+/// A command or a pipeline, sent the same way over either kind of connection.
+#[derive(Clone, Copy)]
+enum Query<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+}
+
+impl Query<'_> {
+    async fn send<T: FromRedisValue>(
+        self,
+        conn: &mut (impl ConnectionLike + Send),
+    ) -> RedisResult<T> {
+        match self {
+            Query::Cmd(cmd) => cmd.query_async(conn).await,
+            Query::Pipe(pipe) => pipe.query_async(conn).await,
+        }
     }
 }
 

@@ -51,8 +51,9 @@ pub struct Target {
     pub host: String,
 }
 
-/// Namespace and selector used when neither flags nor the hostname say otherwise.
-const DEFAULT_NAMESPACE: &str = "metrics-app";
+/// Namespace and selector used when neither flags nor the hostname say otherwise (dev's:
+/// deploy/argocd runs each environment in `metrics-app-<env>`).
+const DEFAULT_NAMESPACE: &str = "metrics-app-dev";
 const DEFAULT_SELECTOR: &str = "app.kubernetes.io/name=metrics-app";
 
 /// The PodMetrics API of metrics-server.
