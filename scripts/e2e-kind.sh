@@ -7,7 +7,8 @@
 #      image built and answers on its hostname; a second up plans no changes
 #   2. prod (the HA profile): /counter through the gateway strictly increases across several
 #      replicas, and Redis holds the count (one shared counter, not one per pod: the redis-ha
-#      release of prod's namespace, a primary and two replicas behind Sentinels)
+#      release of prod's namespace, a primary and two replicas behind Sentinels); its primary
+#      killed under load: a replica is promoted, /counter answers again, no value twice
 #   3. a new commit: appctl up deploys its image to dev only, staging and prod keep theirs
 #   4. promotion as a commit: appctl promote --from dev --to staging, staging runs dev's image
 #      and appctl status says so; appctl rollback --env staging (a revert commit), staging runs
@@ -181,6 +182,53 @@ if [ "$stored" -lt "$LAST_COUNTER" ]; then
 fi
 echo "    Redis holds metrics-app:counter = $stored"
 "$APPCTL" status
+
+log "2. prod: the Redis primary is killed under load; the Sentinels promote a replica, no value twice"
+# The primary is the pod whose Redis says ROLE master.
+primary=""
+for pod in $redis_pods; do
+  role=$(k -n "$NS" exec "$pod" -c redis -- redis-cli ROLE | head -n 1 | tr -d '\r')
+  [ "$role" = master ] && primary=$pod
+done
+[ -n "$primary" ] || fail "no redis-ha pod says ROLE master"
+echo "    primary: $primary"
+: >"$WORK/failover-values.txt"
+failover_load() { # GET /counter for at most 180 s, one status and value per line
+  local end=$((SECONDS + 180)) body code
+  while [ $SECONDS -lt $end ] && [ ! -e "$WORK/failover-stop" ]; do
+    body=$(curl -s --max-time 5 -w '\n%{http_code}' "$APP/counter") || body=$'\n000'
+    code=${body##*$'\n'}
+    echo "$code ${body%%$'\n'*}" >>"$WORK/failover-values.txt"
+    sleep 0.05
+  done
+}
+failover_load &
+LOAD_PID=$!
+answered_some() { [ "$(grep -c '^200 ' "$WORK/failover-values.txt")" -ge 20 ]; }
+wait_for "20 answers from the old primary first" 60 answered_some
+k -n "$NS" delete pod "$primary" --grace-period=0 --force --wait=false
+promoted() {
+  local pod now
+  for pod in $redis_pods; do
+    [ "$pod" = "$primary" ] && continue
+    now=$(k -n "$NS" exec "$pod" -c redis -- redis-cli ROLE 2>/dev/null | head -n 1 | tr -d '\r')
+    [ "$now" = master ] && return 0
+  done
+  echo "no other pod is primary yet"
+  return 1
+}
+wait_for "a replica promoted by the Sentinels" 120 promoted
+served_after() { [ "$(tail -n 20 "$WORK/failover-values.txt" | grep -c '^200 ')" -ge 10 ]; }
+wait_for "prod serves /counter again after the failover" 120 served_after
+touch "$WORK/failover-stop"
+wait "$LOAD_PID" || true
+dups=$(sed -n 's/^200 Counter value: //p' "$WORK/failover-values.txt" | sort -n | uniq -d)
+[ -z "$dups" ] || fail "values handed out twice across the failover: $(echo "$dups" | head -5 | tr '\n' ' ')"
+ok=$(grep -c '^200 ' "$WORK/failover-values.txt" || true)
+failed=$(grep -vc '^200 ' "$WORK/failover-values.txt" || true)
+other=$(grep -v '^200 ' "$WORK/failover-values.txt" | grep -vc '^503 ' || true)
+[ "$other" -eq 0 ] || fail "during the failover some answers were neither 200 nor 503: $(grep -v '^200 ' "$WORK/failover-values.txt" | grep -v '^503 ' | head -3)"
+echo "    $ok answered, $failed answered 503 during the failover, no value twice"
 
 log "3. a new commit: appctl up deploys it to dev, staging and prod keep their image"
 # A new commit (empty) gives a new image tag; appctl up builds, loads and pushes it, and commits

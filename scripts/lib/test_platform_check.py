@@ -118,6 +118,20 @@ class RevertedFixes(unittest.TestCase):
         self.assertIn("traefik: service.type is not a key of traefik 41.3.0 (values.yaml, templates): the chart ignores it",
                       pc.check_value_keys(p))
 
+    def test_a_map_a_template_ranges_over_takes_any_key_but_its_siblings_do_not(self):
+        # redis-ha renders every entry of redis.config as a redis.conf line; redis.configs
+        # (a typo) is not read by anything.
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "templates"))
+            with open(os.path.join(d, "values.yaml"), "w") as fh:
+                yaml.safe_dump({"redis": {"port": 6379, "config": {"save": "900 1"}}}, fh)
+            with open(os.path.join(d, "templates", "_configs.tpl"), "w") as fh:
+                fh.write("{{- range $key, $value := .Values.redis.config }}\n{{ $key }} {{ $value }}\n{{- end }}\n")
+            keys = pc.value_key_facts(d, {"redis": {"config": {"appendonly": "yes", "save": ""},
+                                                    "configs": {"appendonly": "yes"}, "prot": 1}})
+        self.assertEqual(keys, {"redis.config.appendonly": True, "redis.config.save": True,
+                                "redis.configs.appendonly": False, "redis.prot": False})
+
     def _revert_item_3(self, p):
         """The chart before the fix: the app's selector without a component label (a subset of
         Valkey's and the helm test pod's labels), and no Valkey NetworkPolicy - in staging, the
