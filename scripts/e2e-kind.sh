@@ -23,6 +23,9 @@
 #      (deploy/platform/kube-prometheus-stack-values.yaml), not to the catch-all "null"
 #   8. appctl down leaves nothing behind: no kind cluster, no node container, no kubeconfig
 #      context
+#   9. the same delivery with Flux: appctl up --gitops flux --env dev,staging, every
+#      environment answers; a new commit reaches dev only; promote dev -> staging and
+#      rollback --env staging under Flux; appctl down
 #
 #   bash scripts/e2e-kind.sh     # KEEP=1 keeps the cluster (and skips step 8)
 #                                # E2E_ALERT_RECEIVER=NAME: another receiver in step 7
@@ -368,4 +371,33 @@ fi
 echo "    no cluster, no node container, no kubeconfig context"
 images=$(docker images --filter reference='metrics-app' --format '{{.Repository}}:{{.Tag}}' | tr '\n' ' ')
 echo "    kept on purpose: the locally built images ($images), reused by the next appctl up"
+
+log "9. Flux as the engine: appctl up --gitops flux, a promotion and its rollback as commits"
+DOWN_DONE=0
+FLUX_ENVS=dev,staging
+"$APPCTL" up --gitops flux --dry-run --env "$FLUX_ENVS"
+"$APPCTL" up --gitops flux --env "$FLUX_ENVS" --timeout 25m
+FLUX_BEFORE=$(expected_image)
+for env in ${FLUX_ENVS//,/ }; do
+  out=$(image_is "$(ns_of "$env")" "$FLUX_BEFORE") || fail "after appctl up --gitops flux, $env: $out"
+  curl -fsS --max-time 10 "$(url_of "$env")/counter" | grep -q "^Counter value: " ||
+    fail "GET $(url_of "$env")/counter did not answer a counter under Flux"
+done
+k get applications.argoproj.io -A >/dev/null 2>&1 && fail "ArgoCD's CRDs are installed on the Flux cluster"
+k -n flux-system get kustomizations.kustomize.toolkit.fluxcd.io metrics-app-dev >/dev/null ||
+  fail "no Flux Kustomization metrics-app-dev"
+git commit --allow-empty -q -m "e2e: new image under Flux $(date +%s)"
+"$APPCTL" up --gitops flux --env "$FLUX_ENVS" --timeout 10m
+FLUX_AFTER=$(expected_image)
+wait_for "Flux: dev runs the new image $FLUX_AFTER" 300 image_is "$(ns_of dev)" "$FLUX_AFTER"
+out=$(image_is "$(ns_of staging)" "$FLUX_BEFORE") || fail "Flux: appctl up changed staging's image: $out"
+"$APPCTL" promote --from dev --to staging
+wait_for "Flux: staging runs dev's image $FLUX_AFTER" 300 image_is "$(ns_of staging)" "$FLUX_AFTER"
+"$APPCTL" status
+"$APPCTL" rollback --env staging
+wait_for "Flux: after rollback --env staging, staging runs $FLUX_BEFORE" 300 image_is "$(ns_of staging)" "$FLUX_BEFORE"
+"$APPCTL" down --yes
+DOWN_DONE=1
+if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then fail "Flux run: kind still lists the cluster $CLUSTER"; fi
+
 echo "e2e: PASSED"

@@ -31,10 +31,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Create or reuse the kind cluster and bring the whole platform up from this checkout.
+    /// Create or reuse the kind cluster and bring the whole platform up from this checkout,
+    /// with ArgoCD or (`--gitops flux`) Flux.
     Up(commands::UpArgs),
-    /// Per environment: the image wanted and running, sync, health, gateway; then
-    /// Applications, pods and HPAs.
+    /// The GitOps engine; per environment: the image wanted and running, sync, health,
+    /// gateway; then Applications (or Flux's Kustomizations), pods and HPAs.
     Status {
         /// Output format.
         #[arg(long, value_enum, default_value_t = commands::Format::Text)]
@@ -42,7 +43,8 @@ enum Command {
     },
     /// The ArgoCD and Grafana logins, read from the cluster.
     Credentials,
-    /// Give an environment another environment's image, as a commit ArgoCD rolls out.
+    /// Give an environment another environment's image, as a commit the cluster's GitOps
+    /// engine (ArgoCD or Flux) rolls out.
     Promote(commands::PromoteArgs),
     /// Revert an environment's last promotion (--env), or roll an Application back through
     /// its ArgoCD history.

@@ -104,6 +104,138 @@ fn up_dry_run_without_the_tools_prints_the_whole_plan_and_what_a_real_run_would_
 }
 
 #[test]
+fn up_dry_run_with_flux_prints_flux_steps_and_no_argocd_step() {
+    let home = tempfile::tempdir().unwrap();
+    let out = bare(home.path())
+        .args([
+            "up",
+            "--dry-run",
+            "--gitops",
+            "flux",
+            "--env",
+            "dev,prod",
+            "--root",
+        ])
+        .arg(workspace_root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut at = 0;
+    for step in [
+        " 1. run   create kind cluster metrics-app",
+        "install Flux v2.9.4 (https://github.com/fluxcd/flux2/releases/download/v2.9.4/install.yaml; 7 controller images pinned by digest)",
+        "wait for the Flux CRDs and source-controller, kustomize-controller, helm-controller",
+        "apply deploy/bootstrap/git-server.yaml",
+        "push <commit> to the git server",
+        "apply deploy/flux/bootstrap/git-repository.yaml (http://git-server.gitops.svc.cluster.local/appctl/metrics-app.git at main)",
+        "apply deploy/flux/bootstrap/platform.yaml",
+        "apply deploy/flux/bootstrap/metrics-app-dev.yaml",
+        "apply deploy/flux/bootstrap/metrics-app-prod.yaml",
+        "write PASSWORD into OpenBao",
+        "wait for Kustomizations platform,",
+        "GET /counter of each environment",
+    ] {
+        let found = stdout[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{step} (in this order):\n{stdout}"));
+        at += found + step.len();
+    }
+    for argocd in [
+        "install ArgoCD",
+        "root Application",
+        "apply deploy/bootstrap ",
+    ] {
+        assert!(!stdout.contains(argocd), "{argocd}:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("--dry-run: nothing was changed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn flux_refuses_an_environment_deploy_flux_lacks_and_a_url_flux_cannot_read() {
+    // A checkout whose deploy/flux has no prod: the files --gitops flux needs, and no more.
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("checkout");
+    let src = workspace_root();
+    for f in [
+        "deploy/kind/cluster.yaml",
+        "deploy/argocd/values.yaml",
+        "deploy/bootstrap/git-server.yaml",
+        "deploy/bootstrap/argocd-ui.yaml",
+        "deploy/flux/bootstrap/git-repository.yaml",
+        "deploy/flux/bootstrap/metrics-app-dev.yaml",
+    ] {
+        std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+        std::fs::copy(src.join(f), root.join(f)).unwrap();
+    }
+    let out = bare(home.path())
+        .args([
+            "up",
+            "--dry-run",
+            "--gitops",
+            "flux",
+            "--env",
+            "dev,prod",
+            "--root",
+        ])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(out.stdout.is_empty(), "nothing planned");
+    assert!(
+        err.contains("no Flux environment prod: deploy/flux has dev; add deploy/flux/apps/prod/kustomization.yaml"),
+        "{err}"
+    );
+    // ArgoCD does not need deploy/flux: the same checkout plans.
+    let out = bare(home.path())
+        .args(["up", "--dry-run", "--env", "dev,prod", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = bare(home.path())
+        .args([
+            "up",
+            "--dry-run",
+            "--gitops",
+            "flux",
+            "--repo-url",
+            "git@github.com:you/r.git",
+        ])
+        .args(["--revision", "main", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("Flux needs an http(s):// or ssh:// URL"),
+        "{err}"
+    );
+    let out = bare(home.path())
+        .args(["up", "--gitops", "helm", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap refuses an unknown engine");
+}
+
+#[test]
 fn an_unknown_environment_stops_up_with_exit_2_naming_the_known_ones() {
     let home = tempfile::tempdir().unwrap();
     for env in ["dev,qa", "dev,,prod"] {

@@ -1,7 +1,8 @@
 //! The environment commits of `appctl up`, `promote` and `rollback --env` against a real git
 //! repository: a bare repository in a temporary directory stands in for the in-cluster Gitea
 //! (the same clone, commit, push, log and revert commands; only the URL differs), seeded with
-//! the committed deploy/argocd/values.yaml.
+//! the committed deploy/argocd/values.yaml and Flux overlays (deploy/flux/apps/<env>), whose
+//! image tags every commit keeps equal.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use appctl::platform::environments::{self, ENVIRONMENTS_FILE};
+use appctl::platform::flux;
 use appctl::platform::gitops::{self, GitServer};
 use appctl::platform::runner::System;
 
@@ -49,6 +51,11 @@ fn server() -> (tempfile::TempDir, String) {
     git(&work, &["init", "-q", "-b", "main"]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     std::fs::copy(root.join(ENVIRONMENTS_FILE), work.join(ENVIRONMENTS_FILE)).unwrap();
+    for env in ["dev", "staging", "prod"] {
+        let overlay = flux::overlay_file(env);
+        std::fs::create_dir_all(work.join(&overlay).parent().unwrap()).unwrap();
+        std::fs::copy(root.join(&overlay), work.join(&overlay)).unwrap();
+    }
     git(&work, &["add", "."]);
     git(&work, &["commit", "-q", "-m", "the checkout"]);
     git(
@@ -59,17 +66,30 @@ fn server() -> (tempfile::TempDir, String) {
     (dir, url)
 }
 
-/// Each environment's image tag on the server's `main`.
+/// Each environment's image tag on the server's `main`, after checking that its Flux overlay
+/// there names the same tag.
 fn tags(bare: &str) -> Vec<(String, String)> {
     let text = git(
         Path::new(bare),
         &["show", &format!("main:{ENVIRONMENTS_FILE}")],
     );
-    environments::parse(&text)
+    let tags: Vec<(String, String)> = environments::parse(&text)
         .unwrap()
         .into_iter()
         .map(|e| (e.name, e.image.tag))
-        .collect()
+        .collect();
+    for (env, tag) in &tags {
+        let overlay = git(
+            Path::new(bare),
+            &["show", &format!("main:{}", flux::overlay_file(env))],
+        );
+        assert_eq!(
+            &flux::overlay_image_tag(&overlay).unwrap(),
+            tag,
+            "{env}: the Flux overlay and {ENVIRONMENTS_FILE} disagree"
+        );
+    }
+    tags
 }
 
 fn expect(v: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -124,6 +144,18 @@ fn up_promote_and_rollback_are_commits_on_main_and_history_only_grows() {
     assert_eq!(
         git(Path::new(&bare), &["log", "-1", "--format=%H%n%an", "main"]),
         format!("{promotion}\nappctl\n")
+    );
+    // Both engines' files in that one commit, nothing else.
+    let files = git(
+        Path::new(&bare),
+        &["show", "--name-only", "--format=", &promotion],
+    );
+    assert_eq!(
+        files.lines().filter(|l| !l.is_empty()).collect::<Vec<_>>(),
+        [
+            ENVIRONMENTS_FILE,
+            "deploy/flux/apps/staging/kustomization.yaml"
+        ]
     );
     let err = gitops::promote_commit(&g, &System, "dev", "staging").unwrap_err();
     assert!(

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::cluster::{self, EnvApp, HpaLine, PodLine};
 use super::environments;
+use super::flux;
 use super::gitops;
 use super::plan::{self, AppState, IN_CLUSTER_REPO, Observed, Tool};
 use super::runner::Runner;
@@ -51,6 +52,10 @@ pub struct UpArgs {
     /// prod); the others are switched off. dev gets the image built here.
     #[arg(long = "env", default_value = "dev", value_name = "ENV,...")]
     pub environments: String,
+    /// The GitOps engine: ArgoCD (deploy/argocd) or Flux (deploy/flux; its install manifest
+    /// checked and its images pinned by digest). One per cluster.
+    #[arg(long, value_enum, default_value_t = plan::GitOps::ArgoCd)]
+    pub gitops: plan::GitOps,
 }
 
 impl UpArgs {
@@ -72,7 +77,11 @@ impl UpArgs {
             .map_err(|e| Error::Usage(format!("reading {}: {e}", file.display())))?;
         let envs = environments::parse(&text)?;
         let selected = environments::select(&envs, &self.environments)?;
+        if self.gitops == plan::GitOps::Flux {
+            check_flux(&self.root, &selected, self.repo_url.as_deref())?;
+        }
         Ok(UpConfig {
+            gitops: self.gitops,
             root: self.root,
             remote: self.repo_url.zip(self.revision),
             password: self.password,
@@ -93,6 +102,25 @@ impl UpArgs {
                 .collect(),
         })
     }
+}
+
+/// `--gitops flux`: deploy/flux has every selected environment, and Flux can read
+/// `--repo-url` (http(s) or ssh).
+fn check_flux(root: &std::path::Path, selected: &[String], repo_url: Option<&str>) -> Result<()> {
+    let dir = root.join("deploy/flux/bootstrap");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| Error::Usage(format!("--gitops flux: reading {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    flux::check_environments(selected, &flux::environments_from_files(&names))?;
+    if let Some(url) = repo_url {
+        let file = root.join(flux::GIT_REPOSITORY_FILE);
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| Error::Usage(format!("reading {}: {e}", file.display())))?;
+        flux::git_repository(&text, url, "main")?;
+    }
+    Ok(())
 }
 
 /// Runs `up`.
@@ -150,6 +178,23 @@ pub struct Status {
     pub pods: Vec<(String, PodLine)>,
     /// metrics-app HPAs of every environment (namespace, HPA).
     pub hpas: Vec<(String, HpaLine)>,
+    /// Flux's Kustomizations in flux-system (name, Ready, Ready's message): empty unless
+    /// `appctl up --gitops flux` made this cluster.
+    pub flux: Vec<(String, bool, String)>,
+}
+
+impl Status {
+    /// Which GitOps engine runs the cluster, as far as `status` sees it.
+    pub fn engine(&self) -> &'static str {
+        match (self.applications.is_empty(), self.flux.is_empty()) {
+            (false, true) => "ArgoCD",
+            (true, false) => "Flux",
+            (false, false) => {
+                "ArgoCD and Flux (two engines: `appctl down --yes`, then `appctl up`)"
+            }
+            (true, true) => "none yet (appctl up)",
+        }
+    }
 }
 
 /// GET `url`: `200 Counter value: 7`, or why not.
@@ -174,12 +219,26 @@ async fn probe(url: &str) -> Result<String> {
     )
 }
 
+/// Without ArgoCD (a Flux cluster) its Application kind is not served: the API server answers
+/// 404, which means "no Applications", not an error.
+fn unless_not_served<T: Default>(r: Result<T>) -> Result<T> {
+    match r {
+        Err(Error::Kube {
+            source: kube::Error::Api(e),
+            ..
+        }) if e.code == 404 => Ok(T::default()),
+        other => other,
+    }
+}
+
 /// Collects `status` from the cluster (each environment's gateway from an HTTP probe).
 pub async fn collect_status(client: &kube::Client) -> Result<Status> {
     let mut envs = Vec::new();
     let mut pods = Vec::new();
     let mut hpas = Vec::new();
-    for e in cluster::env_apps(client).await? {
+    let mut apps = unless_not_served(cluster::env_apps(client).await)?;
+    apps.extend(cluster::flux_env_apps(client).await?);
+    for e in apps {
         let deployment = cluster::deployment_image(client, &e.namespace, "metrics-app").await?;
         let gateway = probe(&up::app_url(&e.host)).await?;
         for p in cluster::pods(client, &e.namespace).await? {
@@ -190,20 +249,27 @@ pub async fn collect_status(client: &kube::Client) -> Result<Status> {
         }
         envs.push(EnvStatus::new(e, deployment, gateway));
     }
+    let applications = unless_not_served(cluster::application_states(client).await)?;
     Ok(Status {
         environments: envs,
-        applications: cluster::application_states(client).await?,
+        applications,
         pods,
         hpas,
+        flux: cluster::flux_kustomizations(client).await?,
     })
 }
 
 /// Renders `status` as tables.
 pub fn status_text(s: &Status) -> String {
-    let mut o = String::from(
+    let mut o = format!("GitOps engine: {}\n\n", s.engine());
+    o.push_str(
         "ENVIRONMENT  SYNC        HEALTH       WANTS                       RUNS                        PODS (updated/ready/desired)\n",
     );
-    if s.environments.is_empty() {
+    if s.environments.is_empty() && !s.flux.is_empty() {
+        o.push_str(
+            "(no environment HelmRelease yet: Flux runs this cluster, see its Kustomizations below)\n",
+        );
+    } else if s.environments.is_empty() {
         o.push_str("(no environment Application yet: appctl up)\n");
     }
     for e in &s.environments {
@@ -248,6 +314,16 @@ pub fn status_text(s: &Status) -> String {
             p.last_termination.as_deref().unwrap_or("-")
         ));
     }
+    if !s.flux.is_empty() {
+        o.push_str("\nFLUX KUSTOMIZATION     READY  MESSAGE\n");
+        for (name, ready, message) in &s.flux {
+            o.push_str(&format!(
+                "{name:<22} {:<6} {}\n",
+                if *ready { "True" } else { "False" },
+                message.lines().next().unwrap_or_default()
+            ));
+        }
+    }
     for (ns, h) in &s.hpas {
         o.push_str(&format!(
             "\nHPA {ns}/{}: {} current, {} desired ({}..{})\n",
@@ -274,8 +350,9 @@ pub async fn status(format: Format) -> Result<()> {
 /// The logins `credentials` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Credentials {
-    /// ArgoCD admin password.
-    pub argocd_password: String,
+    /// ArgoCD admin password; `None` without ArgoCD (`up --gitops flux`) or once its
+    /// initial Secret was deleted.
+    pub argocd_password: Option<String>,
     /// Grafana user.
     pub grafana_user: String,
     /// Grafana password.
@@ -285,7 +362,7 @@ pub struct Credentials {
 /// Reads the logins from the cluster's Secrets.
 pub async fn read_credentials(client: &kube::Client) -> Result<Credentials> {
     Ok(Credentials {
-        argocd_password: cluster::secret_value(
+        argocd_password: cluster::secret_value_opt(
             client,
             "argocd",
             "argocd-initial-admin-secret",
@@ -312,10 +389,13 @@ pub async fn read_credentials(client: &kube::Client) -> Result<Credentials> {
 /// Runs `credentials`.
 pub async fn credentials() -> Result<()> {
     let c = read_credentials(&up::kind_client().await?).await?;
-    println!(
-        "ArgoCD   http://localhost:8080   user admin   password {}",
-        c.argocd_password
-    );
+    match &c.argocd_password {
+        Some(p) => println!("ArgoCD   http://localhost:8080   user admin   password {p}"),
+        None => println!(
+            "ArgoCD   none: no Secret argocd/argocd-initial-admin-secret (a Flux cluster, or the \
+             Secret was deleted)"
+        ),
+    }
     println!(
         "Grafana  http://localhost:3000   user {}   password {}",
         c.grafana_user, c.grafana_password
@@ -334,20 +414,45 @@ pub struct PromoteArgs {
     pub to: String,
 }
 
-/// The root Application, which must read the in-cluster repository: appctl commits nowhere
-/// else.
-async fn in_cluster_root(client: &kube::Client, what: &str) -> Result<plan::RootApp> {
-    match cluster::root_app(client).await? {
-        None => Err(Error::Usage(format!(
-            "no root Application in this cluster: run `appctl up` before `appctl {what}`"
-        ))),
-        Some(root) if root.repo_url != IN_CLUSTER_REPO => Err(Error::Usage(format!(
-            "the root Application reads {}, not the in-cluster repository appctl commits to: \
-             make the change there (environments.<env>.image in {}), as a commit or a revert",
-            root.repo_url,
+/// The engine of this cluster, which must read the in-cluster repository: appctl commits
+/// nowhere else. ArgoCD: the root Application; Flux: the GitRepository `metrics-app`.
+enum Engine {
+    ArgoCd(plan::RootApp),
+    Flux,
+}
+
+async fn in_cluster_engine(client: &kube::Client, what: &str) -> Result<Engine> {
+    let elsewhere = |url: &str| {
+        Error::Usage(format!(
+            "this cluster's GitOps engine reads {url}, not the in-cluster repository appctl \
+             commits to: make the change there (environments.<env>.image in {}, and the tag in \
+             deploy/flux/apps/<env>/kustomization.yaml), as a commit or a revert",
             environments::ENVIRONMENTS_FILE
+        ))
+    };
+    if let Some(root) = cluster::root_app(client).await? {
+        if root.repo_url != IN_CLUSTER_REPO {
+            return Err(elsewhere(&root.repo_url));
+        }
+        return Ok(Engine::ArgoCd(root));
+    }
+    match cluster::flux_source_url(client).await? {
+        Some(url) if url != IN_CLUSTER_REPO => Err(elsewhere(&url)),
+        Some(_) => Ok(Engine::Flux),
+        None => Err(Error::Usage(format!(
+            "no root Application and no Flux GitRepository in this cluster: run `appctl up` \
+             before `appctl {what}`"
         ))),
-        Some(root) => Ok(root),
+    }
+}
+
+/// Has the engine read the commit just pushed now, rather than at its next poll.
+async fn read_now(client: &kube::Client, engine: &Engine) -> Result<()> {
+    match engine {
+        Engine::ArgoCd(_) => cluster::refresh_root(client).await,
+        Engine::Flux => {
+            cluster::request_flux_fetch(client, "metrics-app", &up::random_hex(8)?).await
+        }
     }
 }
 
@@ -366,10 +471,19 @@ fn print_commit(sha: &str, message: &str) {
 /// rolls it out.
 pub async fn promote(r: &dyn Runner, args: PromoteArgs) -> Result<()> {
     let client = up::kind_client().await?;
-    let root = in_cluster_root(&client, "promote").await?;
+    let engine = in_cluster_engine(&client, "promote").await?;
     let (sha, message) = gitops::promote(r, &client, &args.from, &args.to).await?;
     print_commit(&sha, &message);
-    cluster::refresh_root(&client).await?;
+    read_now(&client, &engine).await?;
+    let Engine::ArgoCd(root) = engine else {
+        println!(
+            "Flux applies it where {to} runs (Kustomization metrics-app-{to}, when `appctl up \
+             --gitops flux --env ...,{to}` started it); watch it with `kubectl -n flux-system get \
+             kustomizations,helmreleases`. Undo: `appctl rollback --env {to}` (a revert commit).",
+            to = args.to
+        );
+        return Ok(());
+    };
     let enabled = format!("environments.{}.enabled", args.to);
     if root
         .parameters
@@ -410,13 +524,19 @@ pub struct RollbackArgs {
 pub async fn rollback(r: &dyn Runner, args: RollbackArgs) -> Result<()> {
     let client = up::kind_client().await?;
     if let Some(env) = &args.env {
-        in_cluster_root(&client, "rollback --env").await?;
+        let engine = in_cluster_engine(&client, "rollback --env").await?;
         let (sha, message) = gitops::revert_promotion(r, &client, env).await?;
         print_commit(&sha, &message);
-        cluster::refresh_root(&client).await?;
-        println!(
-            "ArgoCD rolls {env} back (Application metrics-app-{env}); watch it with `appctl status`."
-        );
+        read_now(&client, &engine).await?;
+        match engine {
+            Engine::ArgoCd(_) => println!(
+                "ArgoCD rolls {env} back (Application metrics-app-{env}); watch it with `appctl status`."
+            ),
+            Engine::Flux => println!(
+                "Flux rolls {env} back (Kustomization metrics-app-{env}); watch it with \
+                 `kubectl -n flux-system get kustomizations,helmreleases`."
+            ),
+        }
         return Ok(());
     }
     let done = cluster::rollback(&client, &args.app, args.to.as_deref()).await?;

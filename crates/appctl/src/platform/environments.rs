@@ -15,9 +15,17 @@
 //! message, or an error saying what to do; the git work is in [`super::gitops`]. The file is
 //! edited as text, one line per image, so its comments survive; the result is parsed again
 //! and compared, so an edit that changed anything else is refused.
+//!
+//! Flux reads the same tags from its own files: [`overlay_changes`] gives each environment
+//! whose tag a change sets its `deploy/flux/apps/<env>/kustomization.yaml` with that tag, and
+//! [`super::gitops`] writes both in the same commit, so `git revert` of a promotion rolls both
+//! engines' files back.
+
+use std::collections::BTreeMap;
 
 use serde_yaml_ng::Value;
 
+use super::flux;
 use super::{Error, Result};
 
 /// The file holding the environments, relative to the repository root.
@@ -405,6 +413,37 @@ pub fn plan_promotion(current: &str, from: &str, to: &str) -> Result<Change> {
     })
 }
 
+/// The Flux side of a change of the environments file from `before` to `after`: for each
+/// environment whose image tag differs, its overlay (`overlays`: environment → the text of
+/// [`flux::overlay_file`], for the environments that have one) with the new tag, as (file
+/// relative to the repository root, new text), in the file's order. An environment without an
+/// overlay runs under ArgoCD only and is left out; an overlay that cannot take the tag is an
+/// error, so no commit changes one engine's files and not the other's.
+pub fn overlay_changes(
+    before: &str,
+    after: &str,
+    overlays: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>> {
+    let old = parse(before)?;
+    let mut out = Vec::new();
+    for e in parse(after)? {
+        let unchanged = old
+            .iter()
+            .any(|o| o.name == e.name && o.image.tag == e.image.tag);
+        let Some(text) = overlays.get(&e.name) else {
+            continue;
+        };
+        if unchanged || e.image.tag.is_empty() {
+            continue;
+        }
+        let new = flux::set_overlay_image_tag(text, &e.name, &e.image.tag)?;
+        if new != *text {
+            out.push((flux::overlay_file(&e.name), new));
+        }
+    }
+    Ok(out)
+}
+
 /// A commit of the in-cluster repository's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
@@ -790,6 +829,91 @@ components:
         assert!(
             plan_rollback(&log, "dev").is_err(),
             "up's deploys are not promotions"
+        );
+    }
+
+    /// The committed Flux overlays, by environment.
+    fn overlays() -> BTreeMap<String, String> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        ["dev", "staging", "prod"]
+            .iter()
+            .map(|e| {
+                let text = std::fs::read_to_string(root.join(flux::overlay_file(e)))
+                    .expect("the committed overlay");
+                (e.to_string(), text)
+            })
+            .collect()
+    }
+
+    fn overlay_tags(changes: &[(String, String)]) -> Vec<(String, String)> {
+        changes
+            .iter()
+            .map(|(f, t)| (f.clone(), flux::overlay_image_tag(t).expect("one tag")))
+            .collect()
+    }
+
+    #[test]
+    fn a_promotion_sets_the_same_tag_in_the_targets_flux_overlay_only() {
+        let change = plan_promotion(FILE, "dev", "staging").expect("planned");
+        let flux = overlay_changes(FILE, &change.content, &overlays()).expect("planned");
+        assert_eq!(
+            overlay_tags(&flux),
+            pairs(&[(
+                "deploy/flux/apps/staging/kustomization.yaml",
+                "aaaaaaaaaaaa"
+            )])
+        );
+        // One line of the overlay changes; its comments survive.
+        let before = &overlays()["staging"];
+        let changed = before
+            .lines()
+            .zip(flux[0].1.lines())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(changed, 1);
+        // Nothing changed, nothing to write.
+        assert_eq!(
+            overlay_changes(FILE, FILE, &overlays()).expect("planned"),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn up_sets_every_environment_it_changes_in_the_flux_overlays_too() {
+        let kept = set_image(FILE, "staging", &image("bbbbbbbbbbbb")).expect("set");
+        let checkout = FILE.replace("tag: \"0123456\"", "tag: dev");
+        let change = plan_deploy(&checkout, Some(&kept), "cccccccccccc")
+            .expect("planned")
+            .expect("a change");
+        let flux = overlay_changes(&checkout, &change.content, &overlays()).expect("planned");
+        assert_eq!(
+            overlay_tags(&flux),
+            pairs(&[
+                ("deploy/flux/apps/dev/kustomization.yaml", "cccccccccccc"),
+                (
+                    "deploy/flux/apps/staging/kustomization.yaml",
+                    "bbbbbbbbbbbb"
+                ),
+                ("deploy/flux/apps/prod/kustomization.yaml", "0123456"),
+            ])
+        );
+    }
+
+    #[test]
+    fn an_environment_without_an_overlay_is_argocd_only_and_a_broken_overlay_is_refused() {
+        let change = plan_promotion(FILE, "dev", "staging").expect("planned");
+        let mut only_dev = overlays();
+        only_dev.retain(|e, _| e == "dev");
+        assert_eq!(
+            overlay_changes(FILE, &change.content, &only_dev).expect("planned"),
+            vec![]
+        );
+        let mut broken = overlays();
+        broken.insert("staging".into(), "resources: []\n".into());
+        let err = overlay_changes(FILE, &change.content, &broken).expect_err("refused");
+        assert!(
+            err.to_string().contains("deploy/flux/apps/staging"),
+            "{err}"
         );
     }
 

@@ -100,7 +100,7 @@ pub const FLUX_IMAGES: &[PinnedImage] = &[
 
 /// The kinds Flux's installation consists of (fluxcd/flux2 `manifests/install`): anything else
 /// in the downloaded manifest is refused.
-const INSTALL_KINDS: &[&str] = &[
+pub const INSTALL_KINDS: &[&str] = &[
     "Namespace",
     "CustomResourceDefinition",
     "ServiceAccount",
@@ -330,7 +330,8 @@ pub const PLATFORM_KUSTOMIZATIONS: &[&str] = &[
 ];
 
 /// One thing `up --gitops flux` does, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "flux", rename_all = "kebab-case")]
 pub enum FluxAction {
     /// GET [`flux_manifest_url`], [`verify_install_manifest`], server-side apply the objects.
     InstallFlux,
@@ -348,6 +349,15 @@ pub enum FluxAction {
     ApplyFile {
         /// Relative to the repository root.
         file: String,
+    },
+    /// Apply an environment's Kustomization ([`environment_file`]) as
+    /// [`environment_kustomization`] makes it.
+    ApplyEnvironment {
+        /// e.g. `dev`.
+        env: String,
+        /// The image tag it runs instead of its overlay's: with a remote repository, where
+        /// appctl commits nothing (ArgoCD gets it as a parameter instead).
+        image_tag: Option<String>,
     },
     /// Wait for these Flux Kustomizations to be Ready, in order (each waits for what it
     /// applied: `wait: true`).
@@ -374,6 +384,13 @@ impl FluxAction {
                 format!("apply {GIT_REPOSITORY_FILE} ({url} at {revision})")
             }
             FluxAction::ApplyFile { file } => format!("apply {file}"),
+            FluxAction::ApplyEnvironment { env, image_tag } => match image_tag {
+                None => format!("apply {}", environment_file(env)),
+                Some(tag) => format!(
+                    "apply {} (image tag {tag}, not the overlay's)",
+                    environment_file(env)
+                ),
+            },
             FluxAction::WaitReady { kustomizations } => {
                 format!(
                     "wait for Kustomizations {} Ready",
@@ -392,11 +409,20 @@ pub const IN_CLUSTER_REPO: &str =
 /// `available`, the environments deploy/flux has), reading this repository at `remote`
 /// (`--repo-url`, `--revision`) or the in-cluster git server's `main`. Building, loading and
 /// pushing the image and commit are the same as with ArgoCD and not repeated here.
+/// With `remote`, each environment runs `image_tag` (the image `up` built and loaded) instead
+/// of the tag its overlay names there.
 pub fn plan(
     envs: &[String],
     available: &[String],
     remote: Option<(&str, &str)>,
+    image_tag: Option<&str>,
 ) -> Result<Vec<FluxAction>, FluxError> {
+    check_environments(envs, available)?;
+    Ok(actions(envs, remote, image_tag))
+}
+
+/// `envs` (from `--env`) are at least one, each once, each one deploy/flux has (`available`).
+pub fn check_environments(envs: &[String], available: &[String]) -> Result<(), FluxError> {
     if envs.is_empty() {
         return Err(FluxError::Usage(
             "no environment chosen: --env needs at least one (e.g. --env dev)".into(),
@@ -416,7 +442,18 @@ pub fn plan(
             )));
         }
     }
+    Ok(())
+}
+
+/// [`plan`]'s actions for environments already checked ([`check_environments`]).
+pub fn actions(
+    envs: &[String],
+    remote: Option<(&str, &str)>,
+    image_tag: Option<&str>,
+) -> Vec<FluxAction> {
     let (url, revision) = remote.unwrap_or((IN_CLUSTER_REPO, "main"));
+    // In-cluster: the tags are commits appctl makes, no override.
+    let image_tag = remote.and(image_tag).map(str::to_string);
     let mut actions = vec![
         FluxAction::InstallFlux,
         FluxAction::WaitControllers,
@@ -428,8 +465,9 @@ pub fn plan(
             file: PLATFORM_FILE.into(),
         },
     ];
-    actions.extend(envs.iter().map(|e| FluxAction::ApplyFile {
-        file: environment_file(e),
+    actions.extend(envs.iter().map(|e| FluxAction::ApplyEnvironment {
+        env: e.clone(),
+        image_tag: image_tag.clone(),
     }));
     let mut ready: Vec<String> = PLATFORM_KUSTOMIZATIONS
         .iter()
@@ -439,7 +477,7 @@ pub fn plan(
     actions.push(FluxAction::WaitReady {
         kustomizations: ready,
     });
-    Ok(actions)
+    actions
 }
 
 /// The environments deploy/flux has, from the names of the files in deploy/flux/bootstrap
@@ -496,15 +534,46 @@ pub fn git_repository(text: &str, url: &str, revision: &str) -> Result<Value, Fl
     Ok(obj)
 }
 
-/// Overlay `text` (deploy/flux/apps/<env>/kustomization.yaml) with the image tag `tag`:
-/// what `up` (dev's built image) and a promotion commit. Edited as text, one line, so the
-/// comments survive; the result is parsed again and must carry the new tag.
-pub fn set_overlay_image_tag(text: &str, env: &str, tag: &str) -> Result<String, FluxError> {
-    let file = overlay_file(env);
+/// The Kustomization of environment `env` (`text`: [`environment_file`]), with `image_tag`
+/// when given: a JSON patch appended to `spec.patches` that sets the metrics-app
+/// HelmRelease's `spec.values.image.tag` after the overlay's own patches (which give every
+/// environment `values.image`). The target's name is a kustomize regex, so it matches before
+/// and after the overlay's `nameSuffix`; redis-ha's HelmRelease is not matched.
+pub fn environment_kustomization(
+    text: &str,
+    env: &str,
+    image_tag: Option<&str>,
+) -> Result<Value, FluxError> {
+    let file = environment_file(env);
     let bad = |detail: String| FluxError::File {
         file: file.clone(),
         detail,
     };
+    let value: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| bad(format!("not YAML: {e}")))?;
+    let mut obj = serde_json::to_value(value).map_err(|e| bad(e.to_string()))?;
+    let name = format!("metrics-app-{env}");
+    if obj["kind"] != "Kustomization" || obj["metadata"]["name"] != name.as_str() {
+        return Err(bad(format!("expected the Flux Kustomization {name}")));
+    }
+    if let Some(tag) = image_tag {
+        check_tag(tag)?;
+        let patch = serde_json::json!({
+            "target": {"group": "helm.toolkit.fluxcd.io", "kind": "HelmRelease", "name": "metrics-app.*"},
+            "patch": serde_json::json!([
+                {"op": "add", "path": "/spec/values/image/tag", "value": tag}
+            ]).to_string()
+        });
+        match obj["spec"]["patches"].as_array_mut() {
+            Some(patches) => patches.push(patch),
+            None => obj["spec"]["patches"] = Value::Array(vec![patch]),
+        }
+    }
+    Ok(obj)
+}
+
+/// A tag Docker accepts, which also keeps the YAML written with it a plain string.
+fn check_tag(tag: &str) -> Result<(), FluxError> {
     if tag.is_empty()
         || tag.len() > 128
         || !tag
@@ -516,6 +585,19 @@ pub fn set_overlay_image_tag(text: &str, env: &str, tag: &str) -> Result<String,
             "image tag {tag:?}: up to 128 letters, digits, '.', '_' or '-', not starting with '.' or '-'"
         )));
     }
+    Ok(())
+}
+
+/// Overlay `text` (`deploy/flux/apps/<env>/kustomization.yaml`) with the image tag `tag`:
+/// what `up` (dev's built image) and a promotion commit. Edited as text, one line, so the
+/// comments survive; the result is parsed again and must carry the new tag.
+pub fn set_overlay_image_tag(text: &str, env: &str, tag: &str) -> Result<String, FluxError> {
+    let file = overlay_file(env);
+    let bad = |detail: String| FluxError::File {
+        file: file.clone(),
+        detail,
+    };
+    check_tag(tag)?;
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let tag_lines: Vec<usize> = lines
         .iter()
@@ -775,7 +857,7 @@ mod tests {
     #[test]
     fn the_plan_installs_flux_then_the_platform_then_each_chosen_environment() {
         let available = envs(&["dev", "prod", "staging"]);
-        let plan = plan(&envs(&["dev", "prod"]), &available, None).expect("valid");
+        let plan = plan(&envs(&["dev", "prod"]), &available, None, None).expect("valid");
         assert_eq!(
             plan,
             vec![
@@ -788,11 +870,13 @@ mod tests {
                 FluxAction::ApplyFile {
                     file: "deploy/flux/bootstrap/platform.yaml".into()
                 },
-                FluxAction::ApplyFile {
-                    file: "deploy/flux/bootstrap/metrics-app-dev.yaml".into()
+                FluxAction::ApplyEnvironment {
+                    env: "dev".into(),
+                    image_tag: None
                 },
-                FluxAction::ApplyFile {
-                    file: "deploy/flux/bootstrap/metrics-app-prod.yaml".into()
+                FluxAction::ApplyEnvironment {
+                    env: "prod".into(),
+                    image_tag: None
                 },
                 FluxAction::WaitReady {
                     kustomizations: envs(&[
@@ -818,14 +902,75 @@ mod tests {
         );
     }
 
+    fn plan_of(names: &[&str], remote: Option<(&str, &str)>, tag: Option<&str>) -> Vec<FluxAction> {
+        plan(&envs(names), &envs(names), remote, tag).expect("valid")
+    }
+
+    #[test]
+    fn an_environment_runs_the_given_tag_through_a_patch_after_its_overlays() {
+        let obj = environment_kustomization(DEV_BOOTSTRAP, "dev", None).expect("valid");
+        let as_is: serde_yaml_ng::Value = serde_yaml_ng::from_str(DEV_BOOTSTRAP).expect("valid");
+        assert_eq!(
+            obj,
+            serde_json::to_value(as_is).expect("valid"),
+            "unchanged"
+        );
+        let obj = environment_kustomization(DEV_BOOTSTRAP, "dev", Some("3f2a1c0")).expect("valid");
+        let patches = obj["spec"]["patches"].as_array().expect("patches");
+        let last = patches.last().expect("one");
+        assert_eq!(last["target"]["kind"], "HelmRelease");
+        // A kustomize regex: metrics-app before the overlay's nameSuffix, metrics-app-dev
+        // after it; not redis-ha.
+        assert_eq!(last["target"]["name"], "metrics-app.*");
+        let ops: Value =
+            serde_json::from_str(last["patch"].as_str().expect("text")).expect("JSON patch");
+        assert_eq!(
+            ops,
+            serde_json::json!([{"op": "add", "path": "/spec/values/image/tag", "value": "3f2a1c0"}])
+        );
+        // The path exists in every overlay's HelmRelease patch (values.image), so `add`
+        // replaces the overlay's tag.
+        assert_eq!(overlay_image_tag(DEV_OVERLAY).expect("valid"), "dev");
+        assert_eq!(overlay_image_tag(PROD_OVERLAY).expect("valid"), "dev");
+        assert!(matches!(
+            environment_kustomization(DEV_BOOTSTRAP, "dev", Some("a b")),
+            Err(FluxError::Usage(_))
+        ));
+        let e = environment_kustomization(DEV_BOOTSTRAP, "prod", None).expect_err("wrong file");
+        assert!(
+            e.to_string()
+                .contains("expected the Flux Kustomization metrics-app-prod"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn the_plan_reads_a_remote_repository_when_given() {
-        let plan = plan(
-            &envs(&["dev"]),
-            &envs(&["dev"]),
+        let plan = plan_of(
+            &["dev"],
             Some(("https://github.com/you/metrics-app.git", "feature")),
-        )
-        .expect("valid");
+            Some("3f2a1c0"),
+        );
+        assert_eq!(
+            plan[4],
+            FluxAction::ApplyEnvironment {
+                env: "dev".into(),
+                image_tag: Some("3f2a1c0".into())
+            }
+        );
+        assert_eq!(
+            plan[4].describe(),
+            "apply deploy/flux/bootstrap/metrics-app-dev.yaml (image tag 3f2a1c0, not the overlay's)"
+        );
+        // In-cluster, the tags are commits: no override even when a tag is given.
+        let local = plan_of(&["dev"], None, Some("3f2a1c0"));
+        assert_eq!(
+            local[4],
+            FluxAction::ApplyEnvironment {
+                env: "dev".into(),
+                image_tag: None
+            }
+        );
         assert_eq!(
             plan[2],
             FluxAction::ApplyGitRepository {
@@ -838,18 +983,18 @@ mod tests {
     #[test]
     fn the_plan_refuses_unknown_repeated_or_no_environments_saying_what_to_do() {
         let available = envs(&["dev", "staging"]);
-        let e = plan(&envs(&["qa"]), &available, None)
+        let e = plan(&envs(&["qa"]), &available, None, None)
             .expect_err("must be refused")
             .to_string();
         assert_eq!(
             e,
             "no Flux environment qa: deploy/flux has dev, staging; add deploy/flux/apps/qa/kustomization.yaml and deploy/flux/bootstrap/metrics-app-qa.yaml"
         );
-        let e = plan(&envs(&["dev", "dev"]), &available, None)
+        let e = plan(&envs(&["dev", "dev"]), &available, None, None)
             .expect_err("must be refused")
             .to_string();
         assert!(e.contains("--env names dev twice"), "{e}");
-        let e = plan(&[], &available, None)
+        let e = plan(&[], &available, None, None)
             .expect_err("must be refused")
             .to_string();
         assert!(e.contains("--env needs at least one"), "{e}");
@@ -887,6 +1032,34 @@ mod tests {
         assert!(DEV_BOOTSTRAP.contains("name: metrics-app-dev\n"));
         assert!(DEV_BOOTSTRAP.contains("path: ./deploy/flux/apps/dev\n"));
         assert_eq!(overlay_image_tag(DEV_OVERLAY).expect("valid"), "dev");
+    }
+
+    #[test]
+    fn the_git_server_admits_fluxs_source_controller_on_the_port_argocd_uses() {
+        const GIT_SERVER_YAML: &str = include_str!("../../../../deploy/bootstrap/git-server.yaml");
+        let policy: serde_json::Value = serde_yaml_ng::Deserializer::from_str(GIT_SERVER_YAML)
+            .map(|d| {
+                let v: serde_yaml_ng::Value = serde::Deserialize::deserialize(d).expect("valid");
+                serde_json::to_value(v).expect("valid")
+            })
+            .find(|v| v["kind"] == "NetworkPolicy")
+            .expect("git-server.yaml has a NetworkPolicy");
+        let rule = &policy["spec"]["ingress"][0];
+        let flux = rule["from"]
+            .as_array()
+            .expect("peers")
+            .iter()
+            .find(|p| {
+                p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+                    == FLUX_NAMESPACE
+            })
+            .expect("a peer in Flux's namespace");
+        // Only the source-controller (it fetches), on the port ArgoCD uses.
+        assert_eq!(
+            flux["podSelector"]["matchLabels"]["app"],
+            "source-controller"
+        );
+        assert_eq!(rule["ports"][0]["port"], "http");
     }
 
     #[test]

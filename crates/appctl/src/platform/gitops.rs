@@ -1,13 +1,16 @@
 //! The GitOps source: the in-cluster Gitea user appctl pushes as, the push of this checkout
 //! to it, and the commits that deploy, promote and roll back an environment's image (planned
-//! by [`super::environments`]) — with the password handed to git through its environment,
+//! by [`super::environments`], written to deploy/argocd/values.yaml and the Flux overlays in
+//! the same commit) — with the password handed to git through its environment,
 //! never in an argument or a URL.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::cluster;
 use super::environments;
+use super::flux;
 use super::runner::{Cmd, RunError, Runner};
 use super::up::{apply_secret, path, random_hex};
 use super::{Error, Result};
@@ -355,20 +358,49 @@ impl RepoClone {
         )))
     }
 
-    /// Writes the environments file and stages it.
-    pub fn write_environments(&self, r: &dyn Runner, content: &str) -> Result<()> {
-        let file = self.dir.join("repo").join(environments::ENVIRONMENTS_FILE);
-        std::fs::write(&file, content).map_err(Error::io(format!("writing {}", file.display())))?;
-        r.run(
-            "git",
-            &[
-                "-C",
-                &self.repo(),
-                "add",
-                "--",
-                environments::ENVIRONMENTS_FILE,
-            ],
-        )?;
+    /// The Flux overlay of each environment of `envs` that has one in the clone.
+    fn read_overlays(
+        &self,
+        envs: &[environments::Environment],
+    ) -> Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for e in envs {
+            let file = self.dir.join("repo").join(flux::overlay_file(&e.name));
+            match std::fs::read_to_string(&file) {
+                Ok(text) => {
+                    out.insert(e.name.clone(), text);
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => {
+                    return Err(Error::Io {
+                        what: format!("reading {} of the in-cluster repository", file.display()),
+                        source: err,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the environments file (`before` → `content`) and, for each environment whose
+    /// image changes, its Flux overlay ([`environments::overlay_changes`]), and stages them:
+    /// one commit for both engines.
+    pub fn write_environments(&self, r: &dyn Runner, before: &str, content: &str) -> Result<()> {
+        let overlays = self.read_overlays(&environments::parse(content)?)?;
+        let mut files = environments::overlay_changes(before, content, &overlays)?;
+        files.push((
+            environments::ENVIRONMENTS_FILE.to_string(),
+            content.to_string(),
+        ));
+        for (name, text) in &files {
+            let file = self.dir.join("repo").join(name);
+            std::fs::write(&file, text)
+                .map_err(Error::io(format!("writing {}", file.display())))?;
+        }
+        let repo = self.repo();
+        let mut add = vec!["-C", &repo, "add", "--"];
+        add.extend(files.iter().map(|(f, _)| f.as_str()));
+        r.run("git", &add)?;
         Ok(())
     }
 }
@@ -501,7 +533,7 @@ pub fn deploy_commit(
     let Some(change) = environments::plan_deploy(&current, kept.as_deref(), tag)? else {
         return Ok(None);
     };
-    clone.write_environments(r, &change.content)?;
+    clone.write_environments(r, &current, &change.content)?;
     let sha = git.commit_and_push(r, &clone, &change.message)?;
     Ok(Some((sha, change.message)))
 }
@@ -525,8 +557,9 @@ pub fn promote_commit(
     to: &str,
 ) -> Result<(String, String)> {
     let clone = main_clone(git, r, Some(1))?;
-    let change = environments::plan_promotion(&clone.read_environments()?, from, to)?;
-    clone.write_environments(r, &change.content)?;
+    let current = clone.read_environments()?;
+    let change = environments::plan_promotion(&current, from, to)?;
+    clone.write_environments(r, &current, &change.content)?;
     let sha = git.commit_and_push(r, &clone, &change.message)?;
     Ok((sha, change.message))
 }

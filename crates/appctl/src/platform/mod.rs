@@ -4,6 +4,8 @@
 //! - [`plan`]: the pure plan of `up` from observed state, with a reason per step.
 //! - [`environments`]: the environments of deploy/argocd and the pure planning of their
 //!   image commits (`up`, `promote`, `rollback --env`); [`gitops`] makes the commits.
+//! - [`flux`]: `up --gitops flux`, the pure part: the pinned Flux release, the check of its
+//!   install manifest, and the edits appctl makes to deploy/flux (docs/gitops-engines.md).
 //! - [`tools`], [`runner`]: the machine (docker, kind, kubectl, git) — shelling out only to
 //!   those, showing the command line and stderr when they fail.
 //! - [`cluster`]: every Kubernetes API call, via kube-rs.
@@ -15,6 +17,7 @@
 pub mod cluster;
 pub mod commands;
 pub mod environments;
+pub mod flux;
 pub mod gitops;
 pub mod load;
 mod openbao;
@@ -202,6 +205,26 @@ impl Error {
     pub fn http(what: impl Into<String>) -> impl FnOnce(reqwest::Error) -> Self {
         let what = what.into();
         move |source| Self::Http { what, source }
+    }
+}
+
+impl From<flux::FluxError> for Error {
+    /// A bad `--env` or option value is the user's to fix (exit 2); a manifest or deploy/flux
+    /// file that cannot be used is a failure (exit 1), with Flux's message as the cause.
+    fn from(e: flux::FluxError) -> Self {
+        match e {
+            flux::FluxError::Usage(_) | flux::FluxError::UnknownEnvironment { .. } => {
+                Self::Usage(e.to_string())
+            }
+            flux::FluxError::File { ref file, .. } => Self::Manifest {
+                what: file.clone(),
+                source: Box::new(e),
+            },
+            other => Self::Manifest {
+                what: "Flux".into(),
+                source: Box::new(other),
+            },
+        }
     }
 }
 

@@ -1,8 +1,34 @@
 //! The plan of `appctl up`: an ordered list of steps computed by a pure function from what was
 //! observed (tools, cluster, platform) and the options. Every step says why it runs or why it
 //! is skipped, so `--dry-run` explains itself and a second `up` shows only skips and checks.
+//! With `--gitops flux` the GitOps engine's steps are Flux's ([`super::flux`]); the cluster,
+//! image, secret backend, push and image commit are the same for both engines.
 
 use serde::Serialize;
+
+use super::flux::{self, FluxAction};
+
+/// The GitOps engine `up` installs and hands the platform to (`--gitops`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum GitOps {
+    /// ArgoCD: the root Application of deploy/argocd (app of apps).
+    #[default]
+    #[value(name = "argocd")]
+    ArgoCd,
+    /// Flux: the GitRepository and Kustomizations of deploy/flux.
+    Flux,
+}
+
+impl GitOps {
+    /// The engine's name, as people write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ArgoCd => "ArgoCD",
+            Self::Flux => "Flux",
+        }
+    }
+}
 
 /// A command-line tool appctl needs, as found on this machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -135,6 +161,10 @@ pub struct Observed {
     pub image_loaded: bool,
     /// ArgoCD's CRDs and server are installed.
     pub argocd_installed: bool,
+    /// Flux's controllers ([`flux::REQUIRED_CONTROLLERS`]) are installed.
+    pub flux_installed: bool,
+    /// The in-cluster git server (deploy/bootstrap/git-server.yaml) is applied.
+    pub git_server_applied: bool,
     /// The bootstrap manifests (git server, ArgoCD UI service) are applied.
     pub bootstrap_applied: bool,
     /// Digest of deploy/bootstrap when appctl last applied it (ConfigMap
@@ -166,6 +196,8 @@ impl Observed {
             cluster_exists: false,
             image_loaded: false,
             argocd_installed: false,
+            flux_installed: false,
+            git_server_applied: false,
             bootstrap_applied: false,
             bootstrap_digest: None,
             backend_token_present: false,
@@ -205,8 +237,11 @@ pub struct UpOptions {
     pub image_tag: String,
     /// Manifest source.
     pub source: Source,
-    /// Digest of deploy/bootstrap in this checkout.
+    /// Digest of the deploy/bootstrap files the engine applies, in this checkout (every one
+    /// for ArgoCD, git-server.yaml for Flux).
     pub bootstrap_digest: String,
+    /// The GitOps engine.
+    pub gitops: GitOps,
     /// Every environment of deploy/argocd/values.yaml, in order, and whether `--env` selects
     /// it; the first one is where `up` deploys the image it built.
     pub environments: Vec<(String, bool)>,
@@ -269,6 +304,12 @@ pub enum Action {
     WaitSynced,
     /// `GET http://metrics-app.localtest.me/counter` through the gateway.
     CheckGateway,
+    /// deploy/bootstrap/git-server.yaml only (`--gitops flux`: the other bootstrap files
+    /// configure ArgoCD).
+    ApplyGitServer,
+    /// A step of Flux's ([`flux::actions`]): install, wait for the controllers, apply the
+    /// GitRepository and Kustomizations, wait for them to be Ready.
+    Flux(FluxAction),
 }
 
 /// A step: the action, whether it runs, and why.
@@ -364,6 +405,26 @@ pub fn prerequisites(o: &Observed) -> Vec<Missing> {
     out
 }
 
+/// Why `up --gitops gitops` refuses this cluster: the other engine runs there, and two
+/// engines would fight over the same objects. `None`: go ahead.
+pub fn engine_conflict(o: &Observed, gitops: GitOps) -> Option<String> {
+    let other = match gitops {
+        GitOps::ArgoCd if o.flux_installed => GitOps::Flux,
+        GitOps::Flux if o.argocd_installed => GitOps::ArgoCd,
+        _ => return None,
+    };
+    let flag = match other {
+        GitOps::ArgoCd => "argocd",
+        GitOps::Flux => "flux",
+    };
+    Some(format!(
+        "the cluster runs {} and --gitops chose {}: keep it with `appctl up --gitops {flag}`, \
+         or delete the cluster (`appctl down --yes`) and run `appctl up` again",
+        other.name(),
+        gitops.name()
+    ))
+}
+
 /// Computes the ordered steps of `up`, or the missing prerequisites (nothing is done then).
 pub fn plan(o: &Observed, opts: &UpOptions) -> Result<Vec<Step>, Vec<Missing>> {
     let missing = prerequisites(o);
@@ -414,36 +475,40 @@ pub fn steps(o: &Observed, opts: &UpOptions) -> Vec<Step> {
             "the node pulls nothing: images are loaded"
         },
     );
-    let argocd = o.argocd_installed && !fresh;
-    step(
-        Action::InstallArgoCd,
-        !argocd,
-        if argocd {
-            "ArgoCD installed, skipping"
-        } else {
-            "ArgoCD not installed"
-        },
-    );
-    let present = o.bootstrap_applied && !fresh;
-    let boot = present && o.bootstrap_digest.as_deref() == Some(opts.bootstrap_digest.as_str());
-    step(
-        Action::ApplyBootstrap,
-        !boot,
-        if boot {
-            "git server and ArgoCD UI service present, skipping"
-        } else if present {
-            "deploy/bootstrap changed since appctl applied it"
-        } else {
-            "git server and ArgoCD UI service missing"
-        },
-    );
+    let remote = match &opts.source {
+        Source::Local { .. } => None,
+        Source::Remote { url, revision } => Some((url.as_str(), revision.as_str())),
+    };
+    // With a remote repository nothing is committed: the built image is an override, as the
+    // root Application's parameters are for ArgoCD.
+    let selected: Vec<String> = opts
+        .environments
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(e, _)| e.clone())
+        .collect();
+    // Flux's steps: install and wait for the controllers; apply the GitRepository, the
+    // platform and each environment; wait for them to be Ready (always five or more).
+    let flux_plan = flux::actions(&selected, remote, Some(opts.image_tag.as_str()));
+    let (flux_install, rest) = flux_plan.split_at(2);
+    let (flux_applies, flux_wait) = rest.split_at(rest.len() - 1);
+    let engine_installed = match opts.gitops {
+        GitOps::ArgoCd => {
+            install_argocd(o, opts, fresh, &mut step);
+            o.argocd_installed
+        }
+        GitOps::Flux => {
+            install_flux(o, opts, fresh, flux_install, &mut step);
+            o.flux_installed
+        }
+    };
     let token = o.backend_token_present && !fresh;
     step(
         Action::CreateBackendToken,
         !token,
         if token {
             "secret backend token present, skipping"
-        } else if fresh || !o.argocd_installed {
+        } else if fresh || !engine_installed {
             "secret backend token missing (generated, never written to git or disk)"
         } else {
             "secret backend token lost or the two copies differ: a new one (generated, never written to git or disk)"
@@ -503,6 +568,143 @@ pub fn steps(o: &Observed, opts: &UpOptions) -> Vec<Step> {
         }
         Source::Remote { url, revision } => (url.clone(), revision.clone(), Some(tag.as_str())),
     };
+    let root_ok = match opts.gitops {
+        GitOps::ArgoCd => {
+            apply_root_app(o, opts, fresh, (repo_url, revision, remote_tag), &mut step)
+        }
+        GitOps::Flux => {
+            for a in flux_applies {
+                step(
+                    Action::Flux(a.clone()),
+                    true,
+                    "server-side apply: unchanged objects stay as they are",
+                );
+            }
+            false
+        }
+    };
+    let pw = !fresh && !restart && o.backend == Backend::PasswordPresent;
+    step(
+        Action::WritePassword,
+        !pw,
+        match &o.backend {
+            _ if pw => "password present in OpenBao, skipping",
+            _ if restart => "OpenBao restarts empty (dev mode): writing the password again",
+            Backend::PasswordMissing => {
+                "password lost from OpenBao (dev mode keeps it in memory, gone after a restart): writing it again"
+            }
+            _ => "password not in OpenBao yet: written once OpenBao runs",
+        },
+    );
+    match opts.gitops {
+        GitOps::ArgoCd => {
+            let all_ready = !o.apps.is_empty() && o.apps.iter().all(AppState::is_ready) && root_ok;
+            step(
+                Action::WaitSynced,
+                true,
+                if all_ready {
+                    "every Application Synced and Healthy: verifying"
+                } else {
+                    "waiting for every Application to be Synced and Healthy"
+                },
+            );
+        }
+        GitOps::Flux => {
+            for a in flux_wait {
+                step(
+                    Action::Flux(a.clone()),
+                    true,
+                    "waiting for the platform and each environment to be Ready, in order",
+                );
+            }
+        }
+    }
+    step(
+        Action::CheckGateway,
+        true,
+        "/counter must answer through the gateway",
+    );
+    steps
+}
+
+/// ArgoCD and deploy/bootstrap, unless present.
+fn install_argocd(
+    o: &Observed,
+    opts: &UpOptions,
+    fresh: bool,
+    step: &mut impl FnMut(Action, bool, &str),
+) {
+    let argocd = o.argocd_installed && !fresh;
+    step(
+        Action::InstallArgoCd,
+        !argocd,
+        if argocd {
+            "ArgoCD installed, skipping"
+        } else {
+            "ArgoCD not installed"
+        },
+    );
+    let present = o.bootstrap_applied && !fresh;
+    let boot = present && o.bootstrap_digest.as_deref() == Some(opts.bootstrap_digest.as_str());
+    step(
+        Action::ApplyBootstrap,
+        !boot,
+        if boot {
+            "git server and ArgoCD UI service present, skipping"
+        } else if present {
+            "deploy/bootstrap changed since appctl applied it"
+        } else {
+            "git server and ArgoCD UI service missing"
+        },
+    );
+}
+
+/// Flux (the first two of `actions`: install, wait for the controllers) and the git server,
+/// unless present.
+fn install_flux(
+    o: &Observed,
+    opts: &UpOptions,
+    fresh: bool,
+    actions: &[FluxAction],
+    step: &mut impl FnMut(Action, bool, &str),
+) {
+    let installed = o.flux_installed && !fresh;
+    for a in actions {
+        let (run, reason) = match a {
+            FluxAction::InstallFlux if installed => (false, "Flux installed, skipping"),
+            FluxAction::InstallFlux => (
+                true,
+                "Flux not installed (install manifest checked: kinds, namespace, images pinned by digest)",
+            ),
+            _ if installed => (true, "Flux installed: verifying its CRDs and controllers"),
+            _ => (true, "the Kustomizations need Flux's CRDs and controllers"),
+        };
+        step(Action::Flux(a.clone()), run, reason);
+    }
+    let present = o.git_server_applied && !fresh;
+    let same = present && o.bootstrap_digest.as_deref() == Some(opts.bootstrap_digest.as_str());
+    step(
+        Action::ApplyGitServer,
+        !same,
+        if same {
+            "git server present, skipping"
+        } else if present {
+            "deploy/bootstrap/git-server.yaml changed since appctl applied it"
+        } else {
+            "git server missing (the rest of deploy/bootstrap configures ArgoCD)"
+        },
+    );
+}
+
+/// The root Application for `target` (repository URL, revision, remote image tag), unless it
+/// is there with automated sync on; returns whether it was.
+fn apply_root_app(
+    o: &Observed,
+    opts: &UpOptions,
+    fresh: bool,
+    (repo_url, revision, remote_tag): (String, String, Option<&str>),
+    step: &mut impl FnMut(Action, bool, &str),
+) -> bool {
     let parameters = root_parameters(&repo_url, &revision, &opts.environments, remote_tag);
     let same_target = o.root_app.as_ref().is_some_and(|r| {
         r.repo_url == repo_url && r.revision == revision && {
@@ -531,35 +733,7 @@ pub fn steps(o: &Observed, opts: &UpOptions) -> Vec<Step> {
             "root Application missing"
         },
     );
-    let pw = !fresh && !restart && o.backend == Backend::PasswordPresent;
-    step(
-        Action::WritePassword,
-        !pw,
-        match &o.backend {
-            _ if pw => "password present in OpenBao, skipping",
-            _ if restart => "OpenBao restarts empty (dev mode): writing the password again",
-            Backend::PasswordMissing => {
-                "password lost from OpenBao (dev mode keeps it in memory, gone after a restart): writing it again"
-            }
-            _ => "password not in OpenBao yet: written once OpenBao runs",
-        },
-    );
-    let all_ready = !o.apps.is_empty() && o.apps.iter().all(AppState::is_ready) && root_ok;
-    step(
-        Action::WaitSynced,
-        true,
-        if all_ready {
-            "every Application Synced and Healthy: verifying"
-        } else {
-            "waiting for every Application to be Synced and Healthy"
-        },
-    );
-    step(
-        Action::CheckGateway,
-        true,
-        "/counter must answer through the gateway",
-    );
-    steps
+    root_ok
 }
 
 #[cfg(test)]
@@ -598,6 +772,7 @@ mod tests {
                 commit: "3f2a1c0".into(),
             },
             bootstrap_digest: "b1".into(),
+            gitops: GitOps::ArgoCd,
             environments: envs(&["dev"]),
         }
     }
@@ -692,6 +867,7 @@ mod tests {
                 commit: "9b8c7d6".into(),
             },
             bootstrap_digest: "b1".into(),
+            gitops: GitOps::ArgoCd,
             environments: envs(&["dev"]),
         };
         let steps = plan(&o, &opts).expect("plan");
@@ -920,6 +1096,7 @@ mod tests {
                 revision: "v1.2.0".into(),
             },
             bootstrap_digest: "b1".into(),
+            gitops: GitOps::ArgoCd,
             environments: envs(&["dev", "staging"]),
         };
         let steps = plan(&tools(), &opts).expect("plan");
@@ -977,5 +1154,176 @@ mod tests {
         assert_eq!(major_minor("0.29.0"), Some((0, 29)));
         assert_eq!(major_minor("1.32.0-gke.1"), Some((1, 32)));
         assert_eq!(major_minor("garbage"), None);
+    }
+
+    fn flux(selected: &[&str]) -> UpOptions {
+        UpOptions {
+            gitops: GitOps::Flux,
+            environments: envs(selected),
+            ..local()
+        }
+    }
+
+    fn names(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match &s.action {
+                Action::Flux(a) => a.describe(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flux_on_a_fresh_machine_installs_flux_and_applies_deploy_flux_instead_of_argocd() {
+        let steps = plan(&tools(), &flux(&["dev", "prod"])).expect("plan");
+        assert_eq!(
+            names(&steps),
+            [
+                "CreateCluster".to_string(),
+                "BuildImage { tag: \"3f2a1c0\" }".into(),
+                "LoadImage { tag: \"3f2a1c0\" }".into(),
+                FluxAction::InstallFlux.describe(),
+                FluxAction::WaitControllers.describe(),
+                "ApplyGitServer".into(),
+                "CreateBackendToken".into(),
+                "RestartSecretBackend".into(),
+                "PushCheckout { commit: \"3f2a1c0\" }".into(),
+                "CommitImage { env: \"dev\", tag: \"3f2a1c0\" }".into(),
+                format!(
+                    "apply deploy/flux/bootstrap/git-repository.yaml ({IN_CLUSTER_REPO} at main)"
+                ),
+                "apply deploy/flux/bootstrap/platform.yaml".into(),
+                "apply deploy/flux/bootstrap/metrics-app-dev.yaml".into(),
+                "apply deploy/flux/bootstrap/metrics-app-prod.yaml".into(),
+                "WritePassword".into(),
+                "wait for Kustomizations platform, gateway-api-crds, platform-operators, \
+                 platform-addons, platform-manifests, metrics-app-dev, metrics-app-prod Ready"
+                    .into(),
+                "CheckGateway".into(),
+            ]
+        );
+        assert!(
+            steps
+                .iter()
+                .all(|s| s.run != (s.action == Action::RestartSecretBackend)),
+            "{steps:#?}"
+        );
+        let install = step(&steps, &Action::Flux(FluxAction::InstallFlux));
+        assert!(install.reason.contains("pinned by digest"), "{install:?}");
+    }
+
+    #[test]
+    fn flux_a_second_time_skips_the_install_the_git_server_and_the_commit() {
+        let mut o = everything_up();
+        o.argocd_installed = false;
+        o.root_app = None;
+        o.apps.clear();
+        o.flux_installed = true;
+        o.git_server_applied = true;
+        let steps = plan(&o, &flux(&["dev"])).expect("plan");
+        let run: Vec<String> = names(&steps)
+            .into_iter()
+            .zip(&steps)
+            .filter(|(_, s)| s.run)
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            run,
+            [
+                FluxAction::WaitControllers.describe(),
+                format!(
+                    "apply deploy/flux/bootstrap/git-repository.yaml ({IN_CLUSTER_REPO} at main)"
+                ),
+                "apply deploy/flux/bootstrap/platform.yaml".into(),
+                "apply deploy/flux/bootstrap/metrics-app-dev.yaml".into(),
+                "wait for Kustomizations platform, gateway-api-crds, platform-operators, \
+                 platform-addons, platform-manifests, metrics-app-dev Ready"
+                    .into(),
+                "CheckGateway".into(),
+            ]
+        );
+        assert!(
+            step(&steps, &Action::Flux(FluxAction::InstallFlux))
+                .reason
+                .contains("skipping")
+        );
+        // A changed git-server.yaml is applied again.
+        o.bootstrap_digest = Some("b0".into());
+        let steps = plan(&o, &flux(&["dev"])).expect("plan");
+        let git = step(&steps, &Action::ApplyGitServer);
+        assert!(git.run && git.reason.contains("changed"), "{git:?}");
+    }
+
+    #[test]
+    fn flux_with_a_remote_repository_reads_it_and_pushes_nothing() {
+        let opts = UpOptions {
+            source: Source::Remote {
+                url: "https://github.com/you/metrics-app.git".into(),
+                revision: "v1.2.0".into(),
+            },
+            ..flux(&["staging"])
+        };
+        let steps = plan(&tools(), &opts).expect("plan");
+        assert!(!steps.iter().any(|s| matches!(
+            s.action,
+            Action::PushCheckout { .. } | Action::CommitImage { .. }
+        )));
+        step(
+            &steps,
+            &Action::Flux(FluxAction::ApplyGitRepository {
+                url: "https://github.com/you/metrics-app.git".into(),
+                revision: "v1.2.0".into(),
+            }),
+        );
+        // Nothing is committed there: the built image overrides the overlay's tag.
+        step(
+            &steps,
+            &Action::Flux(FluxAction::ApplyEnvironment {
+                env: "staging".into(),
+                image_tag: Some("3f2a1c0".into()),
+            }),
+        );
+    }
+
+    #[test]
+    fn no_argocd_step_runs_under_flux_and_no_flux_step_under_argocd() {
+        let flux_steps = plan(&tools(), &flux(&["dev"])).expect("plan");
+        assert!(!flux_steps.iter().any(|s| matches!(
+            s.action,
+            Action::InstallArgoCd
+                | Action::ApplyBootstrap
+                | Action::ApplyRootApp { .. }
+                | Action::WaitSynced
+        )));
+        let argo = plan(&tools(), &local()).expect("plan");
+        assert!(
+            !argo
+                .iter()
+                .any(|s| matches!(s.action, Action::Flux(_) | Action::ApplyGitServer))
+        );
+        // The JSON of a Flux step names both.
+        let json = serde_json::to_value(step(&flux_steps, &Action::Flux(FluxAction::InstallFlux)))
+            .expect("serializes");
+        assert_eq!(json["action"], "flux");
+        assert_eq!(json["flux"], "install-flux");
+    }
+
+    #[test]
+    fn a_cluster_running_the_other_engine_is_refused_saying_how_to_switch() {
+        let mut o = everything_up();
+        assert_eq!(engine_conflict(&o, GitOps::ArgoCd), None);
+        let e = engine_conflict(&o, GitOps::Flux).expect("refused");
+        assert!(
+            e.starts_with("the cluster runs ArgoCD and --gitops chose Flux")
+                && e.contains("appctl up --gitops argocd")
+                && e.contains("appctl down --yes"),
+            "{e}"
+        );
+        o.argocd_installed = false;
+        o.flux_installed = true;
+        assert_eq!(engine_conflict(&o, GitOps::Flux), None);
+        assert!(engine_conflict(&o, GitOps::ArgoCd).is_some());
+        assert_eq!(engine_conflict(&Observed::nothing(), GitOps::Flux), None);
     }
 }

@@ -1,5 +1,6 @@
 //! `appctl up`: observe, plan, then carry out each step that needs to run, saying what it does
-//! and why. Idempotent: every step is skipped when the observed state already has it.
+//! and why. Idempotent: every step is skipped when the observed state already has it. With
+//! `--gitops flux` the engine's steps are Flux's ([`super::flux`]), carried out here too.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -7,9 +8,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::cluster;
+use super::flux::{self, FluxAction};
 use super::gitops::{commit_images, push_checkout};
 use super::openbao::{OPENBAO_PODS, observe_backend, write_password};
-use super::plan::{self, Action, Observed, Source, Step, UpOptions};
+use super::plan::{self, Action, GitOps, Observed, Source, Step, UpOptions};
 use super::runner::Runner;
 use super::tools::{self, CLUSTER};
 use super::{Error, Result};
@@ -61,6 +63,8 @@ pub struct UpConfig {
     pub environments: Vec<(String, bool)>,
     /// The selected ones.
     pub selected: Vec<SelectedEnv>,
+    /// The GitOps engine (`--gitops`).
+    pub gitops: GitOps,
 }
 
 /// The tools on this machine.
@@ -104,12 +108,20 @@ pub async fn observe(
         .ok()
         .flatten()
         .is_some();
-    o.bootstrap_applied = dep("gitops")
+    let mut flux_found = 0;
+    for name in flux::REQUIRED_CONTROLLERS {
+        if let Ok(Some(_)) = dep(flux::FLUX_NAMESPACE).get_opt(name).await {
+            flux_found += 1;
+        }
+    }
+    o.flux_installed = flux_found == flux::REQUIRED_CONTROLLERS.len();
+    o.git_server_applied = dep("gitops")
         .get_opt("git-server")
         .await
         .ok()
         .flatten()
-        .is_some()
+        .is_some();
+    o.bootstrap_applied = o.git_server_applied
         && Api::<Service>::namespaced(client.clone(), "argocd")
             .get_opt("argocd-server-nodeport")
             .await
@@ -227,6 +239,8 @@ fn describe(a: &Action) -> String {
         Action::WritePassword => "write PASSWORD into OpenBao".into(),
         Action::WaitSynced => "wait for Synced + Healthy".into(),
         Action::CheckGateway => "GET /counter of each environment".into(),
+        Action::ApplyGitServer => format!("apply {GIT_SERVER_FILE}"),
+        Action::Flux(a) => a.describe(),
     }
 }
 
@@ -264,7 +278,7 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
             commit: commit.clone(),
         },
     };
-    let bootstrap = bootstrap_files(&cfg.root)?;
+    let bootstrap = engine_bootstrap_files(&cfg.root, cfg.gitops)?;
     let secret_paths: Vec<String> = cfg.selected.iter().map(|e| e.secret_path.clone()).collect();
     let observed = observe(r, machine, &tag, &secret_paths).await;
     let opts = UpOptions {
@@ -272,9 +286,17 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
         source,
         bootstrap_digest: bootstrap_digest(&bootstrap),
         environments: cfg.environments.clone(),
+        gitops: cfg.gitops,
     };
     let steps = plan::steps(&observed, &opts);
     print_plan(&steps);
+    // Two engines would fight over the same objects: refused before anything changes.
+    if let Some(conflict) = plan::engine_conflict(&observed, cfg.gitops) {
+        if !cfg.dry_run {
+            return Err(Error::Usage(conflict));
+        }
+        stoppers.push(format!("  --gitops: {conflict}"));
+    }
     if cfg.dry_run {
         if !stoppers.is_empty() {
             println!(
@@ -347,23 +369,18 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
             }
             Action::ApplyBootstrap => {
                 let c = connect(&mut client).await?;
-                for (file, yaml) in &bootstrap {
-                    // Its own field manager: re-applying ArgoCD's install manifest (which has
-                    // an empty argocd-cm and argocd-cmd-params-cm) must not drop our settings.
-                    let n = cluster::apply_yaml_as(&c, yaml, None, BOOTSTRAP_MANAGER).await?;
-                    println!("    {}: {n} objects applied", file.display());
-                }
-                // Recorded under the same field manager, so the `pushed-commit` apply (manager
-                // appctl) does not remove it.
-                let state = serde_json::from_value(serde_json::json!({
-                    "apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": "appctl-state", "namespace": "gitops"},
-                    "data": {"bootstrap-sha256": opts.bootstrap_digest}
-                }))
-                .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
-                cluster::apply_object_as(&c, state, None, BOOTSTRAP_MANAGER).await?;
+                apply_bootstrap(&c, &bootstrap, &opts.bootstrap_digest).await?;
                 // argocd-server reads server.insecure at start.
                 cluster::restart_deployment(&c, "argocd", "argocd-server").await?;
+            }
+            Action::ApplyGitServer => {
+                let c = connect(&mut client).await?;
+                // Its NetworkPolicy admits Flux's source-controller as well as ArgoCD.
+                apply_bootstrap(&c, &bootstrap, &opts.bootstrap_digest).await?;
+            }
+            Action::Flux(a) => {
+                let c = connect(&mut client).await?;
+                run_flux(&c, cfg, a).await?;
             }
             Action::CreateBackendToken => {
                 let c = connect(&mut client).await?;
@@ -387,10 +404,16 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
             Action::CommitImage { tag, .. } => {
                 let c = connect(&mut client).await?;
                 commit_images(r, &c, tag, kept.take()).await?;
-                // The root Application exists from the second run on: have ArgoCD read the
-                // commit now rather than at its next poll. On a first run it is created later.
-                if let Err(e) = cluster::refresh_root(&c).await {
-                    tracing::debug!("refresh of the root Application: {e}");
+                // The engine's source exists from the second run on: have it read the commit
+                // now rather than at its next poll. On a first run it is created later.
+                let asked = match cfg.gitops {
+                    GitOps::ArgoCd => cluster::refresh_root(&c).await,
+                    GitOps::Flux => {
+                        cluster::request_flux_fetch(&c, "metrics-app", &random_hex(8)?).await
+                    }
+                };
+                if let Err(e) = asked {
+                    tracing::debug!("asking {} to read the commit now: {e}", cfg.gitops.name());
                 }
             }
             Action::ApplyRootApp {
@@ -452,9 +475,16 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
         .first()
         .map(|e| app_url(&e.host))
         .unwrap_or_default();
+    if cfg.gitops == GitOps::Flux {
+        println!(
+            "Flux             kubectl -n {} get kustomizations,helmreleases",
+            flux::FLUX_NAMESPACE
+        );
+    } else {
+        println!("ArgoCD           http://localhost:8080  (user admin)");
+    }
     println!(
-        "ArgoCD           http://localhost:8080  (user admin)\n\
-         Grafana          http://localhost:3000\ncredentials      appctl credentials\n\
+        "Grafana          http://localhost:3000\ncredentials      appctl credentials\n\
          next             appctl status | appctl promote --from A --to B | appctl diagnose {first} --kube"
     );
     Ok(())
@@ -462,6 +492,134 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
 
 /// Field manager of what appctl applies on top of ArgoCD's install manifest.
 const BOOTSTRAP_MANAGER: &str = "appctl-bootstrap";
+
+/// The one bootstrap file Flux needs: the others configure ArgoCD.
+pub const GIT_SERVER_FILE: &str = "deploy/bootstrap/git-server.yaml";
+
+/// The bootstrap files `gitops` applies: every one for ArgoCD, [`GIT_SERVER_FILE`] for Flux.
+pub fn engine_bootstrap_files(root: &Path, gitops: GitOps) -> Result<Vec<(PathBuf, String)>> {
+    let mut files = bootstrap_files(root)?;
+    if gitops == GitOps::Flux {
+        files.retain(|(f, _)| f.ends_with(GIT_SERVER_FILE));
+        if files.is_empty() {
+            return Err(Error::NotFound(format!(
+                "{GIT_SERVER_FILE} in the checkout"
+            )));
+        }
+    }
+    Ok(files)
+}
+
+/// Applies the bootstrap `files` and records their `digest` in ConfigMap gitops/appctl-state.
+async fn apply_bootstrap(
+    c: &kube::Client,
+    files: &[(PathBuf, String)],
+    digest: &str,
+) -> Result<()> {
+    for (file, yaml) in files {
+        // Its own field manager: re-applying ArgoCD's install manifest (which has
+        // an empty argocd-cm and argocd-cmd-params-cm) must not drop our settings.
+        let n = cluster::apply_yaml_as(c, yaml, None, BOOTSTRAP_MANAGER).await?;
+        println!("    {}: {n} objects applied", file.display());
+    }
+    // Recorded under the same field manager, so the `pushed-commit` apply (manager
+    // appctl) does not remove it.
+    let state = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "appctl-state", "namespace": "gitops"},
+        "data": {"bootstrap-sha256": digest}
+    }))
+    .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
+    cluster::apply_object_as(c, state, None, BOOTSTRAP_MANAGER).await
+}
+
+/// Carries out one of Flux's steps.
+async fn run_flux(c: &kube::Client, cfg: &UpConfig, a: &FluxAction) -> Result<()> {
+    match a {
+        FluxAction::InstallFlux => install_flux(c).await,
+        FluxAction::WaitControllers => wait_flux_controllers(c, cfg.timeout).await,
+        FluxAction::ApplyGitRepository { url, revision } => {
+            let text = read_file(&cfg.root, flux::GIT_REPOSITORY_FILE)?;
+            let obj = flux::git_repository(&text, url, revision)?;
+            let obj =
+                serde_json::from_value(obj).map_err(Error::manifest(flux::GIT_REPOSITORY_FILE))?;
+            cluster::apply_object(c, obj, Some(flux::FLUX_NAMESPACE)).await
+        }
+        FluxAction::ApplyFile { file } => {
+            let text = read_file(&cfg.root, file)?;
+            let n = cluster::apply_yaml(c, &text, Some(flux::FLUX_NAMESPACE)).await?;
+            println!("    {n} objects applied");
+            Ok(())
+        }
+        FluxAction::ApplyEnvironment { env, image_tag } => {
+            let file = flux::environment_file(env);
+            let obj = flux::environment_kustomization(
+                &read_file(&cfg.root, &file)?,
+                env,
+                image_tag.as_deref(),
+            )?;
+            let obj = serde_json::from_value(obj).map_err(Error::manifest(file))?;
+            cluster::apply_object(c, obj, Some(flux::FLUX_NAMESPACE)).await
+        }
+        FluxAction::WaitReady { kustomizations } => {
+            wait_flux_ready(c, kustomizations, cfg.timeout).await
+        }
+    }
+}
+
+/// `file` (relative to the checkout's root), as text.
+fn read_file(root: &Path, file: &str) -> Result<String> {
+    let p = root.join(file);
+    std::fs::read_to_string(&p).map_err(Error::io(format!("reading {}", p.display())))
+}
+
+/// Downloads Flux's install manifest, checks it ([`flux::verify_install_manifest`]: kinds,
+/// namespace, every image one of the release's, pinned by digest) and applies the checked
+/// objects; nothing is applied when the check fails.
+async fn install_flux(c: &kube::Client) -> Result<()> {
+    let url = flux::flux_manifest_url();
+    let body = fetch_https(&url).await?;
+    let text = String::from_utf8(body).map_err(Error::manifest(url.clone()))?;
+    let manifest = flux::verify_install_manifest(&text)?;
+    println!(
+        "    {url}: {} objects, {} controller images pinned by digest",
+        manifest.objects.len(),
+        flux::FLUX_IMAGES.len()
+    );
+    for obj in manifest.objects {
+        let what = format!("{} {}", obj["kind"], obj["metadata"]["name"]);
+        let obj = serde_json::from_value(obj).map_err(Error::manifest(what))?;
+        cluster::apply_object(c, obj, Some(flux::FLUX_NAMESPACE)).await?;
+    }
+    println!("    applied (server-side)");
+    Ok(())
+}
+
+/// Waits, within `timeout` in all, for the CRDs of [`flux::REQUIRED_APIS`] to be Established
+/// and the Deployments of [`flux::REQUIRED_CONTROLLERS`] to be Available.
+async fn wait_flux_controllers(c: &kube::Client, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let left = || deadline.saturating_duration_since(Instant::now());
+    for (crd, _) in flux::REQUIRED_APIS {
+        cluster::wait_crd_established(c, crd, left()).await?;
+    }
+    for name in flux::REQUIRED_CONTROLLERS {
+        cluster::wait_deployment_available(c, flux::FLUX_NAMESPACE, name, left()).await?;
+        println!("    {name} available");
+    }
+    Ok(())
+}
+
+/// Waits for each Kustomization to be Ready, in order, within `timeout` in all.
+async fn wait_flux_ready(c: &kube::Client, names: &[String], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    for name in names {
+        let left = deadline.saturating_duration_since(Instant::now());
+        cluster::wait_kustomization_ready(c, name, left).await?;
+        println!("    {name} Ready");
+    }
+    Ok(())
+}
 
 /// Every `deploy/bootstrap/*.yaml` of the checkout, by name, with its text.
 pub fn bootstrap_files(root: &Path) -> Result<Vec<(PathBuf, String)>> {
@@ -582,6 +740,14 @@ pub fn verify_sha256(url: &str, body: &[u8], expected: &str) -> Result<()> {
 /// GETs an https:// URL (ArgoCD's pinned install manifest) with reqwest over rustls and the
 /// platform's root certificates, and returns it only if it has the SHA-256 `sha256`.
 pub async fn fetch_verified(url: &str, sha256: &str) -> Result<String> {
+    let body = fetch_https(url).await?;
+    verify_sha256(url, &body, sha256)?;
+    String::from_utf8(body).map_err(Error::manifest(url))
+}
+
+/// GETs an https:// URL with reqwest over rustls and the platform's root certificates: the
+/// body of a success, else an error naming the status. Checking it is the caller's job.
+pub async fn fetch_https(url: &str) -> Result<Vec<u8>> {
     let what = format!("GET {url}");
     let client = crate::http()
         .https_only(true)
@@ -600,8 +766,7 @@ pub async fn fetch_verified(url: &str, sha256: &str) -> Result<String> {
         });
     }
     let body = resp.bytes().await.map_err(Error::http(what))?;
-    verify_sha256(url, &body, sha256)?;
-    String::from_utf8(body.to_vec()).map_err(Error::manifest(url))
+    Ok(body.to_vec())
 }
 
 async fn check_gateway(url: &str, timeout: Duration) -> Result<()> {
@@ -660,6 +825,29 @@ mod tests {
         );
         assert!(matches!(err, Error::Checksum { .. }));
         assert_eq!(err.exit_code(), crate::platform::exit::FAILED);
+    }
+
+    #[test]
+    fn flux_applies_only_the_git_server_of_deploy_bootstrap_and_argocd_all_of_it() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let names = |g: GitOps| -> Vec<String> {
+            engine_bootstrap_files(&root, g)
+                .expect("deploy/bootstrap")
+                .iter()
+                .map(|(f, _)| f.file_name().unwrap_or_default().to_string_lossy().into())
+                .collect()
+        };
+        assert_eq!(names(GitOps::Flux), ["git-server.yaml"]);
+        let argocd = names(GitOps::ArgoCd);
+        assert!(argocd.len() > 1 && argocd.contains(&"argocd-ui.yaml".to_string()));
+        // The digest follows what is applied: switching engines re-applies the git server.
+        let flux = engine_bootstrap_files(&root, GitOps::Flux).expect("deploy/bootstrap");
+        let all = engine_bootstrap_files(&root, GitOps::ArgoCd).expect("deploy/bootstrap");
+        assert_ne!(bootstrap_digest(&flux), bootstrap_digest(&all));
+        let empty = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(empty.path().join("deploy/bootstrap")).expect("mkdir");
+        let e = engine_bootstrap_files(empty.path(), GitOps::Flux).expect_err("no git server");
+        assert!(e.to_string().contains("git-server.yaml"), "{e}");
     }
 
     #[test]
