@@ -14,3 +14,16 @@ wait_http() {
   echo "bench: $url did not come up" >&2
   exit 1
 }
+
+# A temp dir ($WORK) and the PIDs of what the script starts (PIDS), both cleaned up on exit.
+# Call once, before starting anything.
+bench_workspace() {
+  WORK=$(mktemp -d)
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}

@@ -26,17 +26,9 @@ done
 cargo build --release --locked -p metrics-app >&2
 BIN=${CARGO_TARGET_DIR:-target}/release
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh  # the script has cd-ed to the repository root
+bench_workspace
 
 # Runs wrk against $1 for $2; prints "req_per_s p99_ms".
 run_wrk() {

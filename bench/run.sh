@@ -23,17 +23,9 @@ done
 cargo build --release --locked -p metrics-app -p bench-baseline >&2
 BIN=${CARGO_TARGET_DIR:-target}/release
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 # shellcheck source=bench/lib.sh
 source bench/lib.sh  # the script has cd-ed to the repository root
+bench_workspace
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
@@ -61,7 +53,7 @@ run_wrk() {
     }' <<<"$out"
 }
 
-# Starts "$@" on the server CPU; its PID is left in LAST_PID (no subshell, so cleanup sees it).
+# Starts "$@" on the server CPU; its PID is left in LAST_PID (no subshell, so bench_cleanup sees it).
 start_pinned() {
   taskset -c "$SERVER_CPU" "$@" >"$WORK/server-$RANDOM.log" 2>&1 &
   LAST_PID=$!

@@ -207,24 +207,18 @@ impl RedisServer {
     /// A replica of this server, once it has synced with it.
     pub async fn start_replica(&self) -> RedisServer {
         let replica = RedisServer(testkit::Redis::start_replica_of(&self.0).unwrap());
-        let synced = eventually(Duration::from_secs(10), || {
-            redis_cli(&replica, &["INFO", "replication"]).contains("master_link_status:up")
-        })
-        .await;
-        assert!(synced, "the replica did not sync with its primary");
+        replica
+            .0
+            .wait_synced(Duration::from_secs(10))
+            .await
+            .unwrap();
         replica
     }
 }
 
 /// Runs `redis-cli` against `redis` with `args`; its stdout.
 pub fn redis_cli(redis: &RedisServer, args: &[&str]) -> String {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &redis.port().to_string()])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "redis-cli {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    redis.0.cli(args).unwrap()
 }
 
 /// Waits until `check` holds, polling every 10 ms, at most `deadline`.
