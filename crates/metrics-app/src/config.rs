@@ -6,34 +6,24 @@
 //! the rest of the service sees.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::duration;
-use crate::faults::{FaultSpec, Faults};
+use crate::faults::Faults;
 use crate::secret::{Password, Secret};
 
-/// Version string shown by `--version`: the crate version and the git commit it was built from.
-pub const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("METRICS_APP_GIT_COMMIT"),
-    ")"
-);
-
-/// The command line, parsed and type-checked.
+/// The /counter service: a shared counter over HTTP with health probes and Prometheus metrics.
+///
+/// The admin password comes from the PASSWORD environment variable or from --password-file /
+/// PASSWORD_FILE; setting both is an error. Every flag has an environment variable fallback;
+/// flags win.
 #[derive(Debug, Parser)]
-#[command(
-    name = "metrics-app",
-    version = LONG_VERSION,
-    about = "The /counter service: a shared counter over HTTP with health probes and Prometheus metrics.",
-    long_about = "The /counter service: a shared counter over HTTP with health probes and Prometheus metrics.\n\n\
-        The admin password is read from the PASSWORD environment variable or from the file named by \
-        --password-file / PASSWORD_FILE (re-read when it changes, so a rotated Secret needs no restart); \
-        setting both is an error. Every flag has an environment variable fallback; flags win."
-)]
+#[command(version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("METRICS_APP_GIT_COMMIT"), ")"))]
 pub struct Cli {
     /// How the service listens, logs and stops.
     #[command(flatten)]
@@ -47,14 +37,13 @@ pub struct Cli {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
-    /// Redis Sentinels to ask for the current primary instead of a fixed `--redis-url`:
-    /// comma-separated HOST:PORT (e.g. redis-ha:26379). After a failover the service asks them
-    /// again and follows the new primary.
+    /// Redis Sentinels (comma-separated HOST:PORT, e.g. redis-ha:26379) that name the primary,
+    /// instead of a fixed `--redis-url`; after a failover the service follows the new primary.
     #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',', value_parser = host_port)]
     pub redis_sentinels: Vec<String>,
 
     /// The primary's name as the Sentinels know it (`sentinel monitor NAME ...`).
-    #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster", value_parser = NonEmptyStringValueParser::new())]
     pub redis_sentinel_master: String,
 
     /// Password of the Redis servers found through `--redis-sentinels` (with `--redis-url`, put
@@ -63,7 +52,7 @@ pub struct Cli {
     pub redis_password: Option<String>,
 
     /// Redis key holding the counter.
-    #[arg(long, env = "REDIS_KEY", default_value = "metrics-app:counter", value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    #[arg(long, env = "REDIS_KEY", default_value = "metrics-app:counter", value_parser = NonEmptyStringValueParser::new())]
     pub redis_key: String,
 
     /// After each batch of increments, wait until this many replicas have it before answering
@@ -73,7 +62,7 @@ pub struct Cli {
     pub redis_wait_replicas: u32,
 
     /// How long `--redis-wait-replicas` waits for the replicas before the batch fails with 503.
-    #[arg(long, env = "REDIS_WAIT_TIMEOUT", default_value = "100ms", value_parser = wait_timeout)]
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT", default_value = "100ms", value_parser = duration_in(Duration::from_millis(10)..=Duration::from_millis(500)))]
     pub redis_wait_timeout: Duration,
 
     /// Instance name for the X-Instance header and logs [default: $POD_NAME, else the host name].
@@ -82,10 +71,11 @@ pub struct Cli {
 
     /// Fault mode reproducing a historical bug (repeatable): `slow-even[=DURATION]`, `leak[=MB]`.
     /// Off by default; never switchable at run time.
-    #[arg(long = "fault", env = "FAULTS", value_delimiter = ',', value_parser = fault)]
-    pub faults: Vec<FaultSpec>,
+    #[arg(long = "fault", env = "FAULTS", value_delimiter = ',', value_parser = |raw: &str| raw.trim().parse::<Faults>())]
+    pub faults: Vec<Faults>,
 
-    /// File holding the admin password (a mounted Secret); a trailing newline is trimmed.
+    /// File holding the admin password (a mounted Secret), re-read when it changes; a trailing
+    /// newline is trimmed.
     #[arg(long, env = "PASSWORD_FILE")]
     pub password_file: Option<PathBuf>,
 
@@ -115,25 +105,25 @@ pub struct Options {
     pub access_log: bool,
 
     /// After SIGTERM/SIGINT, keep serving this long while /readyz answers 503 (e.g. 5s, 500ms).
-    #[arg(long, env = "DRAIN_DELAY", default_value = "5s", value_parser = any_duration)]
+    #[arg(long, env = "DRAIN_DELAY", default_value = "5s", value_parser = duration_in(Duration::ZERO..=duration::MAX))]
     pub drain_delay: Duration,
 
     /// Then stop accepting and give requests in flight this long to finish.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = any_duration)]
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration_in(Duration::ZERO..=duration::MAX))]
     pub shutdown_timeout: Duration,
 
     /// How often the background task samples process statistics (at least 10ms).
-    #[arg(long, env = "COLLECT_INTERVAL", default_value = "5s", value_parser = interval)]
+    #[arg(long, env = "COLLECT_INTERVAL", default_value = "5s", value_parser = duration_in(Duration::from_millis(10)..=duration::MAX))]
     pub collect_interval: Duration,
 
     /// Time a client has to send a complete request head; slower (or idle) connections are
     /// closed (at least 100ms).
-    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = timeout)]
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration_in(Duration::from_millis(100)..=duration::MAX))]
     pub header_read_timeout: Duration,
 
     /// Time a client has between two pieces of a request body; a stalled upload gets 408 (at
     /// least 100ms).
-    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "10s", value_parser = timeout)]
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "10s", value_parser = duration_in(Duration::from_millis(100)..=duration::MAX))]
     pub body_read_timeout: Duration,
 
     /// Connections the public listener serves at once; beyond them a new connection gets a fast
@@ -143,7 +133,7 @@ pub struct Options {
 
     /// A keep-alive connection is closed after its current response once it is this old, so
     /// clients reconnect and spread over replicas that were added since (at least 100ms).
-    #[arg(long, env = "MAX_CONNECTION_AGE", default_value = "2m", value_parser = timeout)]
+    #[arg(long, env = "MAX_CONNECTION_AGE", default_value = "2m", value_parser = duration_in(Duration::from_millis(100)..=duration::MAX))]
     pub max_connection_age: Duration,
 }
 
@@ -192,8 +182,7 @@ pub enum StoreConfig {
         target: RedisTarget,
         /// Key holding the counter.
         key: String,
-        /// Replicas that must have each batch before it is answered (0: none), and how long to
-        /// wait for them.
+        /// Replicas that must have each batch before it is answered (0: none), and for how long.
         wait: (u32, Duration),
     },
 }
@@ -230,7 +219,7 @@ pub struct Config {
 }
 
 /// A combination of flags that cannot work together.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(String);
 
@@ -238,67 +227,59 @@ impl Cli {
     /// Checks what depends on several flags and builds the [`Config`]. `password` comes from
     /// [`crate::secret::load_password`].
     pub fn validate(self, password: Password) -> Result<Config, ConfigError> {
+        let fail = |message: &str| Err(ConfigError(message.to_string()));
         let options = self.options;
         if options.bind == options.management_bind && options.bind.port() != 0 {
-            return Err(ConfigError(format!(
+            return fail(&format!(
                 "--management-bind/MANAGEMENT_BIND must differ from --bind/BIND ({}): probes need a listener of their own",
                 options.bind
-            )));
+            ));
         }
-        let store = match self.store {
-            StoreKind::Memory => StoreConfig::Memory,
-            StoreKind::Redis => {
-                let url = self.redis_url.filter(|u| !u.trim().is_empty());
-                let target = match (url, self.redis_sentinels.is_empty()) {
-                    (Some(_), false) => {
-                        return Err(ConfigError(
-                            "--redis-url/REDIS_URL and --redis-sentinels/REDIS_SENTINELS name the server two ways: keep one".into(),
-                        ));
-                    }
-                    (None, true) => {
-                        return Err(ConfigError(
-                            "--store redis needs --redis-url/REDIS_URL (e.g. redis://127.0.0.1:6379/0) or --redis-sentinels/REDIS_SENTINELS (e.g. redis-ha:26379)".into(),
-                        ));
-                    }
-                    (None, false) => RedisTarget::Sentinel {
-                        sentinels: self.redis_sentinels,
-                        master: self.redis_sentinel_master,
-                        password: self
-                            .redis_password
-                            .filter(|p| !p.is_empty())
-                            .map(Secret::new),
-                    },
-                    (Some(url), true) => {
-                        if !["redis://", "rediss://", "unix://"]
-                            .iter()
-                            .any(|s| url.starts_with(s))
-                        {
-                            // The URL may embed a password: show only its scheme part.
-                            return Err(ConfigError(format!(
-                                "invalid value {:?} for --redis-url/REDIS_URL: a URL starting with redis://, rediss:// or unix://",
-                                url.split("://").next().unwrap_or_default()
-                            )));
-                        }
-                        if self.redis_password.is_some_and(|p| !p.is_empty()) {
-                            return Err(ConfigError(
-                                "--redis-password/REDIS_PASSWORD is for --redis-sentinels; with --redis-url put the password in the URL (redis://:PASSWORD@host:6379/0)".into(),
-                            ));
-                        }
-                        RedisTarget::Url(Secret::new(url))
-                    }
-                };
-                StoreConfig::Redis {
-                    target,
-                    key: self.redis_key,
-                    wait: (self.redis_wait_replicas, self.redis_wait_timeout),
+        let url = self.redis_url.filter(|u| !u.trim().is_empty());
+        let redis_password = self.redis_password.filter(|p| !p.is_empty());
+        let redis = |target| StoreConfig::Redis {
+            target,
+            key: self.redis_key,
+            wait: (self.redis_wait_replicas, self.redis_wait_timeout),
+        };
+        let store = match (self.store, url, self.redis_sentinels.is_empty()) {
+            (StoreKind::Memory, ..) => StoreConfig::Memory,
+            (_, Some(_), false) => {
+                return fail(
+                    "--redis-url/REDIS_URL and --redis-sentinels/REDIS_SENTINELS name the server two ways: keep one",
+                );
+            }
+            (_, None, true) => {
+                return fail(
+                    "--store redis needs --redis-url/REDIS_URL (e.g. redis://127.0.0.1:6379/0) or --redis-sentinels/REDIS_SENTINELS (e.g. redis-ha:26379)",
+                );
+            }
+            (_, None, false) => redis(RedisTarget::Sentinel {
+                sentinels: self.redis_sentinels,
+                master: self.redis_sentinel_master,
+                password: redis_password.map(Secret::new),
+            }),
+            (_, Some(url), true) => {
+                // The URL may embed a password: show only its scheme.
+                let scheme = url.split_once("://").map_or("(none)", |(scheme, _)| scheme);
+                if !["redis", "rediss", "unix"].contains(&scheme) {
+                    return fail(&format!(
+                        "invalid scheme {scheme} in --redis-url/REDIS_URL: a URL starting with redis://, rediss:// or unix://"
+                    ));
                 }
+                if redis_password.is_some() {
+                    return fail(
+                        "--redis-password/REDIS_PASSWORD is for --redis-sentinels; with --redis-url put the password in the URL (redis://:PASSWORD@host:6379/0)",
+                    );
+                }
+                redis(RedisTarget::Url(Secret::new(url)))
             }
         };
         Ok(Config {
             options,
             store,
             instance: self.instance.unwrap_or_else(default_instance),
-            faults: Faults::from_specs(self.faults),
+            faults: Faults::combine(self.faults),
             password,
         })
     }
@@ -307,81 +288,52 @@ impl Cli {
 /// `HOST:PORT` of a Sentinel.
 fn host_port(raw: &str) -> Result<String, String> {
     let raw = raw.trim();
-    match raw.rsplit_once(':') {
-        Some((host, port))
-            if !host.is_empty()
-                && !host.contains(['/', '@', ' '])
-                && port.parse::<u16>().is_ok_and(|p| p != 0) =>
-        {
-            Ok(raw.to_owned())
-        }
-        _ => Err("HOST:PORT, such as redis-ha:26379 or 127.0.0.1:26379".into()),
+    let (host, port) = raw.rsplit_once(':').unwrap_or_default();
+    if host.is_empty()
+        || host.contains(['/', '@', ' '])
+        || !port.parse::<u16>().is_ok_and(|p| p != 0)
+    {
+        return Err("HOST:PORT, such as redis-ha:26379 or 127.0.0.1:26379".into());
     }
+    Ok(raw.to_owned())
 }
 
-/// A duration up to a day, such as `500ms`, `5s` or `1m` (a bare number is seconds).
-fn any_duration(raw: &str) -> Result<Duration, String> {
-    duration::parse(raw).ok_or_else(|| "a duration up to 24h such as 500ms, 5s or 1m".into())
-}
-
-/// A sampling period: at least 10ms.
-fn interval(raw: &str) -> Result<Duration, String> {
-    at_least(raw, Duration::from_millis(10))
-}
-
-/// A timeout: at least 100ms.
-fn timeout(raw: &str) -> Result<Duration, String> {
-    at_least(raw, Duration::from_millis(100))
-}
-
-/// How long to wait for replicas: 10ms to 500ms (within the Redis connection's own response
-/// timeout, so the answer to `WAIT` is never cut off by it).
-fn wait_timeout(raw: &str) -> Result<Duration, String> {
-    let parsed = interval(raw)?;
-    if parsed > Duration::from_millis(500) {
-        return Err("a duration from 10ms to 500ms".into());
+/// A duration in `range`, written like `500ms`, `5s` or `1m` (a bare number is seconds).
+fn duration_in(
+    range: RangeInclusive<Duration>,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |raw: &str| {
+        duration::parse(raw)
+            .filter(|d| range.contains(d))
+            .ok_or_else(|| {
+                let show = |d: &Duration| match *d {
+                    duration::MAX => "24h".to_string(),
+                    d => humantime::format_duration(d).to_string(),
+                };
+                let (min, max) = (show(range.start()), show(range.end()));
+                format!("a duration from {min} to {max}, written like 500ms, 5s or 1m")
+            })
     }
-    Ok(parsed)
-}
-
-fn at_least(raw: &str, min: Duration) -> Result<Duration, String> {
-    let parsed = any_duration(raw)?;
-    if parsed < min {
-        return Err(format!(
-            "a duration of at least {}",
-            humantime::format_duration(min)
-        ));
-    }
-    Ok(parsed)
-}
-
-/// A fault mode, with what is accepted when it is not one.
-fn fault(raw: &str) -> Result<FaultSpec, String> {
-    raw.trim().parse()
 }
 
 /// Instance names go into a response header, so they must be visible ASCII.
 fn instance_name(name: &str) -> Result<String, String> {
-    if !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(name.to_string())
-    } else {
-        Err("up to 253 visible ASCII characters (no spaces)".into())
-    }
+    (!name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| name.to_string())
+        .ok_or_else(|| "up to 253 visible ASCII characters (no spaces)".into())
 }
 
 /// `POD_NAME` (set by the chart through the downward API), else the host name.
 fn default_instance() -> String {
-    let candidates = [
+    [
         std::env::var("POD_NAME").ok(),
         std::fs::read_to_string("/proc/sys/kernel/hostname").ok(),
         std::env::var("HOSTNAME").ok(),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .map(|s| s.trim().to_string())
-        .find(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()))
-        .unwrap_or_else(|| "metrics-app".to_string())
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|s| instance_name(s.trim()).ok())
+    .unwrap_or_else(|| "metrics-app".to_string())
 }
 
 #[cfg(test)]
@@ -537,9 +489,10 @@ mod tests {
     fn redis_store_requires_a_url_and_hides_its_credentials() {
         let err = validate(&["--store", "redis"]).unwrap_err();
         assert!(err.to_string().contains("REDIS_URL"));
-        let err =
-            validate(&["--store", "redis", "--redis-url", "http://user:hunter2@x"]).unwrap_err();
-        assert!(!err.to_string().contains("hunter2"), "{err}");
+        for url in ["http://user:hunter2@x", "user:hunter2@x"] {
+            let err = validate(&["--store", "redis", "--redis-url", url]).unwrap_err();
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
         let ok = validate(&["--store", "redis", "--redis-url", "redis://127.0.0.1:1/0"]).unwrap();
         assert!(
             matches!(ok.store, StoreConfig::Redis { ref key, .. } if key == "metrics-app:counter")

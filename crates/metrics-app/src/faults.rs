@@ -7,8 +7,9 @@
 //! configuration — no request can turn them on — and each is announced in the log and in
 //! `metrics_app_fault_active`.
 
+use std::process::Stdio;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// Default wait of `slow-even`, as measured by the users on the original.
@@ -16,46 +17,9 @@ pub const DEFAULT_SLOW_EVEN: Duration = Duration::from_secs(21);
 /// Default megabytes retained per request by `leak`.
 pub const DEFAULT_LEAK_MB: u64 = 100;
 /// Burner processes started per slow request (the original showed several at ~80% CPU each).
-pub const BURNERS_PER_SLOW_REQUEST: usize = 2;
+const BURNERS_PER_SLOW_REQUEST: usize = 2;
 /// Burners live three times the request's wait, capped so a demo never runs away for good.
 const MAX_BURN: Duration = Duration::from_secs(600);
-
-/// One `--fault` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FaultSpec {
-    /// `slow-even[=DURATION]`.
-    SlowEven(Duration),
-    /// `leak[=MB]`.
-    Leak(u64),
-}
-
-impl FromStr for FaultSpec {
-    /// What is accepted, for the configuration error message.
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        let accepted = "slow-even[=DURATION] (e.g. slow-even=21s) or leak[=MB] (e.g. leak=100)";
-        let (name, arg) = match raw.split_once('=') {
-            Some((n, a)) => (n, Some(a)),
-            None => (raw, None),
-        };
-        match (name, arg) {
-            ("slow-even", None) => Ok(Self::SlowEven(DEFAULT_SLOW_EVEN)),
-            ("slow-even", Some(d)) => crate::duration::parse(d)
-                .filter(|d| !d.is_zero())
-                .map(Self::SlowEven)
-                .ok_or_else(|| format!("{accepted}; the duration must be positive, up to 24h")),
-            ("leak", None) => Ok(Self::Leak(DEFAULT_LEAK_MB)),
-            ("leak", Some(mb)) => mb
-                .parse::<u64>()
-                .ok()
-                .filter(|mb| (1..=65_536).contains(mb))
-                .map(Self::Leak)
-                .ok_or_else(|| format!("{accepted}; MB must be a whole number from 1 to 65536")),
-            _ => Err(accepted.to_string()),
-        }
-    }
-}
 
 /// The active fault modes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,17 +30,51 @@ pub struct Faults {
     pub leak_mb: Option<u64>,
 }
 
-impl Faults {
-    /// Combines parsed specs; a later spec of the same mode wins.
-    pub fn from_specs(specs: impl IntoIterator<Item = FaultSpec>) -> Self {
-        let mut faults = Self::default();
-        for spec in specs {
-            match spec {
-                FaultSpec::SlowEven(d) => faults.slow_even = Some(d),
-                FaultSpec::Leak(mb) => faults.leak_mb = Some(mb),
-            }
+/// One `--fault` value, `slow-even[=DURATION]` or `leak[=MB]`: the one mode it switches on.
+impl FromStr for Faults {
+    /// What is accepted, for the configuration error message.
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let accepted = "slow-even[=DURATION] (e.g. slow-even=21s) or leak[=MB] (e.g. leak=100)";
+        let slow_even = |d| Self {
+            slow_even: Some(d),
+            leak_mb: None,
+        };
+        let leak = |mb| Self {
+            slow_even: None,
+            leak_mb: Some(mb),
+        };
+        match raw
+            .split_once('=')
+            .map_or((raw, None), |(name, arg)| (name, Some(arg)))
+        {
+            ("slow-even", None) => Ok(slow_even(DEFAULT_SLOW_EVEN)),
+            ("slow-even", Some(d)) => crate::duration::parse(d)
+                .filter(|d| !d.is_zero())
+                .map(slow_even)
+                .ok_or_else(|| format!("{accepted}; the duration must be positive, up to 24h")),
+            ("leak", None) => Ok(leak(DEFAULT_LEAK_MB)),
+            ("leak", Some(mb)) => mb
+                .parse::<u64>()
+                .ok()
+                .filter(|mb| (1..=65_536).contains(mb))
+                .map(leak)
+                .ok_or_else(|| format!("{accepted}; MB must be a whole number from 1 to 65536")),
+            _ => Err(accepted.to_string()),
         }
-        faults
+    }
+}
+
+impl Faults {
+    /// Combines `--fault` values; for a mode given more than once, the last value wins.
+    pub fn combine(values: Vec<Self>) -> Self {
+        values
+            .into_iter()
+            .fold(Self::default(), |earlier, later| Self {
+                slow_even: later.slow_even.or(earlier.slow_even),
+                leak_mb: later.leak_mb.or(earlier.leak_mb),
+            })
     }
 
     /// True when no fault mode is on (the normal, correct service).
@@ -106,7 +104,7 @@ impl Leak {
         let bytes = usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         // Non-zero filling defeats the zero-page optimisation, so RSS really grows.
         let chunk = vec![0xA5u8; bytes];
-        let mut chunks = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
         chunks.push(chunk);
         chunks.iter().map(|c| c.len() as u64).sum()
     }
@@ -123,6 +121,7 @@ pub fn burn_duration(wait: Duration) -> Duration {
 /// crash or SIGKILL of the service) or after [`burn_duration`].
 #[derive(Debug, Default)]
 pub struct Burners {
+    /// Started with `kill_on_drop`: dropping one kills it.
     children: Mutex<Vec<tokio::process::Child>>,
 }
 
@@ -136,39 +135,35 @@ impl Burners {
         };
         let seconds = burn_duration(wait).as_secs().max(1).to_string();
         let parent = std::process::id().to_string();
-        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
-        // Finished burners are forgotten here; tokio reaps them, so no zombie is left.
-        children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
-        let mut started = 0;
+        let mut children = self.running();
+        let before = children.len();
         for _ in 0..BURNERS_PER_SLOW_REQUEST {
+            // No inherited stdio: a burner must not hold the service's output pipes open.
             let spawned = tokio::process::Command::new(&exe)
                 .args(["burn-cpu", "--seconds", &seconds, "--parent", &parent])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
                 .kill_on_drop(true)
                 .spawn();
             match spawned {
-                Ok(child) => {
-                    children.push(child);
-                    started += 1;
-                }
+                Ok(child) => children.push(child),
                 Err(error) => tracing::warn!(%error, "slow-even: cannot start a burner process"),
             }
         }
-        started
+        children.len() - before
     }
 
     /// Kills every burner still running; returns how many were.
     pub fn stop_all(&self) -> usize {
-        let mut children = self.children.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stopped = 0;
-        for mut child in children.drain(..) {
-            if matches!(child.try_wait(), Ok(None)) && child.start_kill().is_ok() {
-                stopped += 1;
-            }
-        }
-        stopped
+        self.running().drain(..).count()
+    }
+
+    /// The burners still running; finished ones are forgotten (tokio reaps them: no zombie).
+    fn running(&self) -> std::sync::MutexGuard<'_, Vec<tokio::process::Child>> {
+        let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
+        children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
+        children
     }
 }
 
@@ -200,16 +195,33 @@ mod tests {
 
     #[test]
     fn specs_parse_with_and_without_arguments() {
-        assert_eq!(
-            "slow-even".parse(),
-            Ok(FaultSpec::SlowEven(DEFAULT_SLOW_EVEN))
-        );
+        let slow_even = |d| Faults {
+            slow_even: Some(d),
+            leak_mb: None,
+        };
+        assert_eq!("slow-even".parse(), Ok(slow_even(DEFAULT_SLOW_EVEN)));
         assert_eq!(
             "slow-even=1500ms".parse(),
-            Ok(FaultSpec::SlowEven(Duration::from_millis(1500)))
+            Ok(slow_even(Duration::from_millis(1500)))
         );
-        assert_eq!("leak".parse(), Ok(FaultSpec::Leak(DEFAULT_LEAK_MB)));
-        assert_eq!("leak=5".parse(), Ok(FaultSpec::Leak(5)));
+        let leak = |mb| Faults {
+            slow_even: None,
+            leak_mb: Some(mb),
+        };
+        assert_eq!("leak".parse(), Ok(leak(DEFAULT_LEAK_MB)));
+        assert_eq!("leak=5".parse(), Ok(leak(5)));
+    }
+
+    #[test]
+    fn values_combine_and_the_last_of_a_mode_wins() {
+        let values = ["leak=1", "slow-even", "leak=2"].map(|v| v.parse().unwrap());
+        assert_eq!(
+            Faults::combine(values.to_vec()),
+            Faults {
+                slow_even: Some(DEFAULT_SLOW_EVEN),
+                leak_mb: Some(2),
+            }
+        );
     }
 
     #[test]
@@ -223,7 +235,7 @@ mod tests {
             "slow",
             "",
         ] {
-            assert!(bad.parse::<FaultSpec>().is_err(), "{bad} was accepted");
+            assert!(bad.parse::<Faults>().is_err(), "{bad} was accepted");
         }
     }
 

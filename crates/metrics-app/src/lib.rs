@@ -33,7 +33,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use faults::burn_cpu;
-pub use http::{management_router, public_router};
+pub use http::App;
 pub use logging::{FilterRejected, LogControl, init as init_logging};
 pub use secret::{Password, PasswordError, Secret, load_password};
 pub use server::{Listeners, Stopped};
@@ -51,15 +51,7 @@ pub fn build_state(
     let process = Arc::new(ProcessStats::default());
     let metrics = metrics::Metrics::new(&config.faults, process.clone());
     let store = store::Store::new(&config.store, metrics.clone())?;
-    let state = AppState::new(
-        store,
-        metrics,
-        &config.instance,
-        config.password.clone(),
-        config.faults.clone(),
-        log_control,
-        config.options.access_log,
-    );
+    let state = AppState::new(config, store, metrics, log_control);
     Ok((state, process))
 }
 

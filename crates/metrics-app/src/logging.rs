@@ -18,8 +18,8 @@ use crate::config::LogFormat;
 /// Replaces the log filter at run time. Built by [`init`]; tests may supply their own.
 pub type LogControl = Arc<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
 
-/// Targets that something in this process logs under; a filter directive naming any other
-/// target enables nothing, which is almost always a typo (`debgu`).
+/// Targets that something in this process logs under (or under a module of); a filter directive
+/// naming any other target enables nothing, which is almost always a typo (`debgu`).
 const KNOWN_TARGETS: [&str; 9] = [
     "metrics_app",
     "access",
@@ -42,17 +42,16 @@ pub fn init(format: LogFormat) -> (LogControl, WorkerGuard) {
         .finish(std::io::stdout());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
     let formatter = match format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
+        LogFormat::Json => layer
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
-            .with_writer(writer)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer()
+        LogFormat::Text => layer
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-            .with_writer(writer)
             .boxed(),
     };
     let _ = tracing_subscriber::registry()
@@ -96,26 +95,18 @@ pub fn parse_filter(directives: &str) -> Result<EnvFilter, FilterRejected> {
     if directives.is_empty() || directives.len() > 512 || directives.chars().any(char::is_control) {
         return Err(FilterRejected::Malformed);
     }
-    for directive in directives
+    // A bare level enables something; a directive with a target only if the target is ours.
+    let unknown = directives
         .split(',')
         .map(str::trim)
-        .filter(|d| !d.is_empty())
-    {
-        if directive.parse::<LevelFilter>().is_ok() {
-            continue;
-        }
-        let target = directive
-            .split(['[', '='])
-            .next()
-            .unwrap_or_default()
-            .trim();
-        let known = target.is_empty()
-            || KNOWN_TARGETS
-                .iter()
-                .any(|k| target == *k || target.starts_with(&format!("{k}::")));
-        if !known {
-            return Err(FilterRejected::UnknownTarget(target.to_string()));
-        }
+        .filter(|d| d.parse::<LevelFilter>().is_err())
+        .map(|d| d.split(['[', '=']).next().unwrap_or_default().trim())
+        .find(|target| {
+            let krate = target.split("::").next().unwrap_or_default();
+            !target.is_empty() && !KNOWN_TARGETS.contains(&krate)
+        });
+    if let Some(target) = unknown {
+        return Err(FilterRejected::UnknownTarget(target.to_string()));
     }
     let filter = EnvFilter::builder()
         .parse(directives)
@@ -150,6 +141,10 @@ mod tests {
         assert_eq!(
             parse_filter("debgu").unwrap_err(),
             FilterRejected::UnknownTarget("debgu".into())
+        );
+        assert_eq!(
+            parse_filter("metrics_app:debug").unwrap_err(),
+            FilterRejected::UnknownTarget("metrics_app:debug".into())
         );
         assert_eq!(parse_filter("off").unwrap_err(), FilterRejected::Silent);
         assert_eq!(

@@ -3,12 +3,14 @@
 //!
 //! Exit codes: 0 clean shutdown, 1 runtime failure, 2 configuration error.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use metrics_app::config::{Cli, Command};
+use metrics_app::config::{Cli, Command, Config};
 use metrics_app::{Listeners, Stopped};
+use tokio::net::TcpListener;
 
 /// jemalloc rather than the system allocator: fewer instructions per request and the smallest
 /// resident set of the allocators measured (`bench/README.md`).
@@ -22,18 +24,12 @@ fn main() -> ExitCode {
         metrics_app::burn_cpu(seconds, parent);
         return ExitCode::SUCCESS;
     }
-    let password = match metrics_app::load_password(
-        std::env::var("PASSWORD").ok(),
-        cli.password_file.as_deref(),
-    ) {
-        Ok(p) => p,
-        Err(error) => {
-            eprintln!("metrics-app: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match cli.validate(password) {
-        Ok(c) => c,
+    let env_password = std::env::var("PASSWORD").ok();
+    let config = metrics_app::load_password(env_password, cli.password_file.as_deref())
+        .map_err(anyhow::Error::from)
+        .and_then(|password| Ok(cli.validate(password)?));
+    let config = match config {
+        Ok(config) => config,
         Err(error) => {
             eprintln!("metrics-app: {error}");
             return ExitCode::from(2);
@@ -59,41 +55,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(
-    config: metrics_app::config::Config,
-    log_control: metrics_app::LogControl,
-) -> anyhow::Result<Stopped> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+fn serve(config: Config, log_control: metrics_app::LogControl) -> anyhow::Result<Stopped> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = signals::shutdown().context("cannot listen for signals")?;
-        let mut bound = Vec::new();
-        for (name, address) in [
-            ("public", config.options.bind),
-            ("management", config.options.management_bind),
-        ] {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot listen on {address} ({name} listener)"))?;
-            let local = listener
-                .local_addr()
-                .context("cannot read the bound address")?;
-            tracing::info!(listener = name, address = %local, "listening");
-            bound.push(listener);
-        }
-        let management = bound.pop().context("no management listener")?;
-        let public = bound.pop().context("no public listener")?;
-        metrics_app::run(
-            Listeners { public, management },
-            config,
-            Some(log_control),
-            shutdown,
-        )
-        .await
-        .context("cannot set up the counter store")
+        let listeners = Listeners {
+            public: listen("public", config.options.bind).await?,
+            management: listen("management", config.options.management_bind).await?,
+        };
+        metrics_app::run(listeners, config, Some(log_control), shutdown)
+            .await
+            .context("cannot set up the counter store")
     })
+}
+
+async fn listen(name: &str, address: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} ({name} listener)"))?;
+    tracing::info!(listener = name, address = %listener.local_addr()?, "listening");
+    Ok(listener)
 }
 
 /// Which signals stop the service and which are only noted.
@@ -112,32 +93,25 @@ mod signals {
     ///   password file is re-read when it changes, the log filter changes through the admin
     ///   API), and their default action would kill the process without draining.
     pub(crate) fn shutdown() -> std::io::Result<impl std::future::Future<Output = ()>> {
-        let mut stop = [
-            (signal(SignalKind::terminate())?, "SIGTERM"),
-            (signal(SignalKind::interrupt())?, "SIGINT"),
-            (signal(SignalKind::quit())?, "SIGQUIT"),
-        ];
-        let mut ignore = [
-            (signal(SignalKind::hangup())?, "SIGHUP"),
-            (signal(SignalKind::user_defined1())?, "SIGUSR1"),
-            (signal(SignalKind::user_defined2())?, "SIGUSR2"),
-        ];
-        Ok(async move {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut quit = signal(SignalKind::quit())?;
+        for (kind, name) in [
+            (SignalKind::hangup(), "SIGHUP"),
+            (SignalKind::user_defined1(), "SIGUSR1"),
+            (SignalKind::user_defined2(), "SIGUSR2"),
+        ] {
+            let mut ignored = signal(kind)?;
             tokio::spawn(async move {
-                loop {
-                    let [(hup, _), (usr1, _), (usr2, _)] = &mut ignore;
-                    let name = tokio::select! {
-                        _ = hup.recv() => "SIGHUP",
-                        _ = usr1.recv() => "SIGUSR1",
-                        _ = usr2.recv() => "SIGUSR2",
-                    };
+                while ignored.recv().await.is_some() {
                     tracing::warn!(
                         signal = name,
                         "signal ignored: send SIGTERM to stop the service"
                     );
                 }
             });
-            let [(term, _), (int, _), (quit, _)] = &mut stop;
+        }
+        Ok(async move {
             let name = tokio::select! {
                 _ = term.recv() => "SIGTERM",
                 _ = int.recv() => "SIGINT",

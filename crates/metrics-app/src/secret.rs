@@ -3,14 +3,13 @@
 //! and impossible to print by accident.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use subtle::ConstantTimeEq;
 
-/// A secret string. `Debug` and `Display` print `[redacted]`; the value is reachable only
-/// through [`Secret::expose`], so a stray `{:?}` in a log line cannot leak it.
+/// A secret string. `Debug` prints `[redacted]` and there is no `Display`; the value is
+/// reachable only through [`Secret::expose`], so a stray `{:?}` in a log line cannot leak it.
 #[derive(Clone)]
 pub struct Secret(String);
 
@@ -24,21 +23,9 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
-
-    /// Compares with a candidate in time independent of where they differ.
-    pub(crate) fn matches(&self, candidate: &[u8]) -> bool {
-        // Lengths are not secret enough to matter here, and ct_eq needs equal lengths.
-        self.0.as_bytes().ct_eq(candidate).into()
-    }
 }
 
 impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
@@ -57,14 +44,9 @@ pub enum PasswordError {
         "both PASSWORD and a password file (--password-file / PASSWORD_FILE) are set: set only one"
     )]
     Conflict,
-    /// The file could not be read.
-    #[error("cannot read the password file {path}: {source}")]
-    Unreadable {
-        /// The file's path.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// The file (path, I/O error) could not be read.
+    #[error("cannot read the password file {0}: {1}")]
+    Unreadable(String, #[source] std::io::Error),
     /// The source is configured but empty.
     #[error("the admin password from {0} is empty")]
     Empty(&'static str),
@@ -80,103 +62,64 @@ pub fn load_password(
         (Some(_), Some(_)) => Err(PasswordError::Conflict),
         (Some(value), None) if value.is_empty() => Err(PasswordError::Empty("PASSWORD")),
         (Some(value), None) => Ok(Password::fixed(Secret::new(value))),
-        (None, Some(path)) => {
-            let loaded = read_file(path)?;
-            Ok(Password(Arc::new(Source::File {
-                path: path.to_path_buf(),
-                current: Mutex::new(loaded),
-            })))
-        }
+        (None, Some(path)) => Ok(Password {
+            file: Some(path.into()),
+            current: Arc::new(Mutex::new(read_file(path)?)),
+        }),
         (None, None) => Err(PasswordError::NotConfigured),
     }
 }
 
 /// The admin password as configured: a fixed value, or the content of a file that is read
-/// again when it changes (the kubelet replaces a mounted Secret's file when the Secret is
+/// again at each check (the kubelet replaces a mounted Secret's file when the Secret is
 /// rotated). Cheap to clone.
-#[derive(Clone)]
-pub struct Password(Arc<Source>);
-
-enum Source {
-    Fixed(Secret),
-    File {
-        path: PathBuf,
-        current: Mutex<Loaded>,
-    },
+#[derive(Clone, Debug)]
+pub struct Password {
+    /// The password file; `None` for a fixed password.
+    file: Option<Arc<Path>>,
+    /// The password in force: the last one read successfully.
+    current: Arc<Mutex<Secret>>,
 }
-
-/// A password read from a file, with what identified the file's version when it was read.
-struct Loaded {
-    stamp: Option<Stamp>,
-    secret: Secret,
-}
-
-/// Modification time, size and inode: the kubelet swaps a symlink to a new file on rotation,
-/// so one of them changes even within one second.
-type Stamp = (Option<SystemTime>, u64, u64);
 
 impl Password {
     /// A password that never changes.
     pub fn fixed(secret: Secret) -> Self {
-        Self(Arc::new(Source::Fixed(secret)))
+        Self {
+            file: None,
+            current: Arc::new(Mutex::new(secret)),
+        }
     }
 
     /// Compares `candidate` with the current password in constant time. A password file is
-    /// checked for changes first (a `stat` per admin request; admin requests are rare and rate
-    /// limited); if it cannot be read now, the last good password stays in force.
+    /// read again first (admin requests are rare and rate limited); if it cannot be read now,
+    /// the last good password stays in force.
     pub(crate) fn matches(&self, candidate: &[u8]) -> bool {
-        match &*self.0 {
-            Source::Fixed(secret) => secret.matches(candidate),
-            Source::File { path, current } => {
-                let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
-                if stamp(path) != current.stamp {
-                    match read_file(path) {
-                        Ok(loaded) => {
-                            tracing::info!(path = %path.display(), "the password file changed: the new password is in force");
-                            *current = loaded;
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "keeping the previous admin password");
-                        }
-                    }
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(path) = &self.file {
+            match read_file(path) {
+                Ok(read) if read.expose() != current.expose() => {
+                    tracing::info!(path = %path.display(), "the password file changed: the new password is in force");
+                    *current = read;
                 }
-                current.secret.matches(candidate)
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "keeping the previous admin password"),
             }
         }
+        // Lengths are not secret enough to matter here, and ct_eq needs equal lengths.
+        current.expose().as_bytes().ct_eq(candidate).into()
     }
 }
 
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some((meta.modified().ok(), meta.len(), inode))
-}
-
-fn read_file(path: &Path) -> Result<Loaded, PasswordError> {
-    let stamp = stamp(path);
-    let raw = std::fs::read_to_string(path).map_err(|source| PasswordError::Unreadable {
-        path: path.display().to_string(),
-        source,
-    })?;
+fn read_file(path: &Path) -> Result<Secret, PasswordError> {
+    let raw = std::fs::read_to_string(path)
+        .map_err(|error| PasswordError::Unreadable(path.display().to_string(), error))?;
     // Secrets written with `echo` or by editors end with a newline that is not part of them.
     let value = raw.strip_suffix('\n').unwrap_or(&raw);
     let value = value.strip_suffix('\r').unwrap_or(value);
     if value.is_empty() {
         return Err(PasswordError::Empty("PASSWORD_FILE"));
     }
-    Ok(Loaded {
-        stamp,
-        secret: Secret::new(value.to_string()),
-    })
+    Ok(Secret::new(value.to_string()))
 }
 
 #[cfg(test)]
@@ -185,18 +128,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debug_and_display_never_show_the_value() {
+    fn debug_never_shows_the_value() {
         let s = Secret::new("MYPASSWORD".into());
-        assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
+        assert_eq!(format!("{s:?}"), "[redacted]");
+        let password = Password::fixed(s);
+        assert!(!format!("{password:?}").contains("MYPASSWORD"));
     }
 
     #[test]
     fn comparison_accepts_only_the_exact_value() {
-        let s = Secret::new("MYPASSWORD".into());
-        assert!(s.matches(b"MYPASSWORD"));
-        assert!(!s.matches(b"MYPASSWORd"));
-        assert!(!s.matches(b"MYPASSWORDX"));
-        assert!(!s.matches(b""));
+        let password = Password::fixed(Secret::new("MYPASSWORD".into()));
+        assert!(password.matches(b"MYPASSWORD"));
+        assert!(!password.matches(b"MYPASSWORd"));
+        assert!(!password.matches(b"MYPASSWORDX"));
+        assert!(!password.matches(b""));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::http::HeaderValue;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
+use crate::config::Config;
 use crate::faults::{Burners, Faults, Leak};
 use crate::logging::LogControl;
 use crate::metrics::Metrics;
@@ -52,17 +53,15 @@ pub struct Shared {
 }
 
 impl AppState {
-    /// Builds the state. `instance` must be a valid header value (the configuration checks it).
+    /// Builds the state around `store` and `metrics` from a checked configuration (which
+    /// makes sure the instance name is a valid header value).
     pub fn new(
+        config: &Config,
         store: Store,
         metrics: Metrics,
-        instance: &str,
-        password: Password,
-        faults: Faults,
         log_control: Option<LogControl>,
-        access_log: bool,
     ) -> Self {
-        let instance = HeaderValue::from_str(instance)
+        let instance = HeaderValue::from_str(&config.instance)
             .unwrap_or_else(|_| HeaderValue::from_static("metrics-app"));
         let quota = Quota::per_second(NonZeroU32::new(ADMIN_PER_SECOND).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(ADMIN_BURST).unwrap_or(NonZeroU32::MIN));
@@ -70,12 +69,12 @@ impl AppState {
             store,
             metrics,
             instance,
-            password,
-            faults,
+            password: config.password.clone(),
+            faults: config.faults.clone(),
             leak: Leak::default(),
             burners: Burners::default(),
             log_control,
-            access_log,
+            access_log: config.options.access_log,
             admin_limiter: RateLimiter::keyed(quota),
             draining: AtomicBool::new(false),
         }))

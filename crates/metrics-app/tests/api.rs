@@ -1,4 +1,4 @@
-//! The HTTP API through the routers (`oneshot`) and through real sockets in this process.
+//! The HTTP API through each listener's application (`App::handle`) and through real sockets in this process.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod common;
@@ -7,19 +7,17 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine;
 use common::{PASSWORD, TestApp, client, config, counter_value, get_text};
 use http_body_util::BodyExt;
-use tower::ServiceExt;
 
 /// Both routers over one state, each path sent where the service serves it.
 #[derive(Clone)]
 struct App {
-    public: Router,
-    management: Router,
+    public: metrics_app::App,
+    management: metrics_app::App,
 }
 
 fn router() -> App {
@@ -29,22 +27,26 @@ fn router() -> App {
 fn app_with(control: Option<metrics_app::LogControl>) -> App {
     let (state, _) = metrics_app::build_state(&config(&[]), control).unwrap();
     App {
-        public: metrics_app::public_router(state.clone(), Duration::from_secs(10)),
-        management: metrics_app::management_router(state, Duration::from_secs(10)),
+        public: metrics_app::App::public(state.clone(), Duration::from_secs(10)),
+        management: metrics_app::App::management(state),
     }
 }
 
 async fn call(app: &App, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, String) {
-    let router = match request.uri().path() {
-        "/healthz" | "/readyz" | "/metrics" => app.management.clone(),
-        _ => app.public.clone(),
+    let app = match request.uri().path() {
+        "/healthz" | "/readyz" | "/metrics" => &app.management,
+        _ => &app.public,
     };
-    let response = router.oneshot(request).await.unwrap();
+    let response = app.handle(CLIENT, request).await;
     let status = response.status();
     let headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, headers, String::from_utf8(body.to_vec()).unwrap())
 }
+
+/// The client address the requests come from.
+const CLIENT: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 40000);
 
 /// A request as a client sends it: HTTP/1.1 with one `Host` header.
 fn request(method: &str, path: &str) -> axum::http::request::Builder {

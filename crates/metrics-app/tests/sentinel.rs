@@ -11,57 +11,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{TestApp, client, counter_value, eventually, wait_until_ok};
+use common::{TestApp, client, counter_value, wait_until_ok};
 use testkit::redis::Redis;
-use testkit::sentinel::Sentinel;
-
-/// A primary, two synced replicas, and three Sentinels that know all of them and each other.
-async fn redis_ha() -> (Redis, Vec<Redis>, Vec<Sentinel>) {
-    let primary = Redis::start().unwrap();
-    let replicas = vec![
-        Redis::start_replica_of(&primary).unwrap(),
-        Redis::start_replica_of(&primary).unwrap(),
-    ];
-    for r in &replicas {
-        r.wait_synced(Duration::from_secs(10)).await.unwrap();
-    }
-    let sentinels: Vec<Sentinel> = (0..3)
-        .map(|_| Sentinel::start(primary.port, 2).unwrap())
-        .collect();
-    // A failover needs a quorum that knows the replicas: wait for the Sentinels to have found
-    // each other (hello messages through the primary) and the replicas (the primary's INFO).
-    let acquainted = eventually(Duration::from_secs(20), || {
-        sentinels.iter().all(|s| {
-            s.other_sentinels().is_ok_and(|n| n == 2) && s.known_replicas().is_ok_and(|n| n == 2)
-        })
-    })
-    .await;
-    assert!(
-        acquainted,
-        "the sentinels did not find each other and the replicas:\n{}",
-        sentinels[0].output()
-    );
-    (primary, replicas, sentinels)
-}
+use testkit::redis_ha::RedisHa;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_primary_is_followed_to_the_promoted_replica_without_a_duplicate_value() {
-    let (mut primary, _replicas, sentinels) = redis_ha().await;
-    let addresses: Vec<String> = sentinels.iter().map(Sentinel::address).collect();
-    let addresses = addresses.join(",");
-    let app = TestApp::spawn(&[
-        "--store",
-        "redis",
-        "--redis-sentinels",
-        &addresses,
-        "--redis-wait-replicas",
-        "1",
-        "--redis-wait-timeout",
-        "500ms",
-        "--drain-delay",
-        "0s",
-    ])
-    .await;
+    let mut primary = Redis::start().unwrap();
+    let ha = RedisHa::start(&primary).await.unwrap();
+    let mut args = vec![
+        "--store".to_string(),
+        "redis".into(),
+        "--drain-delay".into(),
+        "0s".into(),
+    ];
+    args.extend(ha.app_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let app = TestApp::spawn(&args).await;
     wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
 
     // Eight clients in a loop until told to stop (at most 60 s each).
@@ -98,12 +64,10 @@ async fn a_killed_primary_is_followed_to_the_promoted_replica_without_a_duplicat
     let old_port = primary.port;
     let killed = started.elapsed(); // before the signal: requests can fail as it lands
     primary.kill();
-    let promoted = eventually(Duration::from_secs(30), || {
-        sentinels[0].primary_port().is_ok_and(|p| p != old_port)
-    })
-    .await;
-    assert!(promoted, "no failover:\n{}", sentinels[0].output());
-    let new_port = sentinels[0].primary_port().unwrap();
+    let new_port = ha
+        .wait_failover(old_port, Duration::from_secs(30))
+        .await
+        .unwrap();
     // Ready again on the new primary, then a little more load there.
     wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(30)).await;
     let ready = started.elapsed();

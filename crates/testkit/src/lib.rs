@@ -8,12 +8,14 @@
 //!   ports it got are read back from its `listening` log lines.
 //! - [`redis`]: `redis-server` with AOF (`appendfsync always`) in a temp dir.
 //! - [`sentinel`]: `redis-sentinel` watching a primary, with failover timings of seconds.
+//! - [`redis_ha`]: two replicas and three Sentinels around a primary, as values-ha deploys them.
 //! - [`http`]: an HTTP client that never hangs for long, and `Counter value: N` parsing.
 
 pub mod http;
 pub mod metrics_app;
 pub mod process;
 pub mod redis;
+pub mod redis_ha;
 pub mod sentinel;
 
 pub use metrics_app::{MetricsApp, PASSWORD};

@@ -4,7 +4,6 @@
 //! - processes, Redis and the `metrics-app` binary come from the workspace's test harness,
 //!   `testkit`.
 //! - [`replica`]: the real `metrics-app` binary with the Redis store.
-//! - [`redis_ha`]: two Redis replicas and three Sentinels around the primary (`--redis-ha`).
 //! - [`nginx`]: the gateway, retrying only on connection errors (the reasoning is there).
 //! - [`rules`]: alert rules extracted from the chart's PrometheusRule, checked by promtool.
 //! - [`monitoring`]: Prometheus, Alertmanager and the webhook that records alerts.
@@ -14,7 +13,6 @@
 pub mod load;
 pub mod monitoring;
 pub mod nginx;
-pub mod redis_ha;
 pub mod replica;
 pub mod rules;
 pub mod topology;

@@ -7,10 +7,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::monitoring::{Alertmanager, Prometheus, Webhook};
 use crate::nginx::Nginx;
-use crate::redis_ha::RedisHa;
 use crate::replica::{Replica, ReplicaSpec};
 use testkit::process::free_port;
 use testkit::redis::Redis;
+use testkit::redis_ha::RedisHa;
 
 /// What to start.
 #[derive(Clone, Debug)]

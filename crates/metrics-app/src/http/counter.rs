@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -19,7 +18,7 @@ const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
 /// `GET /counter`: one increment, one answer. With fault modes on, reproduces the original bugs
 /// after the increment, so the value itself stays correct.
-pub(super) async fn counter(State(state): State<AppState>) -> Result<Response, AppError> {
+pub(super) async fn counter(state: AppState) -> Result<Response, AppError> {
     let value = state.store.increment().await?;
     state
         .metrics

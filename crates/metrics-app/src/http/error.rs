@@ -34,55 +34,52 @@ pub enum AppError {
     Internal(String),
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response {
-    (status, body).into_response()
-}
+/// `Retry-After: 1`: the condition is expected to pass soon.
+const RETRY: [(header::HeaderName, HeaderValue); 1] =
+    [(header::RETRY_AFTER, HeaderValue::from_static("1"))];
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
             AppError::Store(StoreError::Unavailable(error)) => {
                 tracing::warn!(%error, "store call failed");
-                let mut response =
-                    text(StatusCode::SERVICE_UNAVAILABLE, "counter store unavailable");
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                response
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    RETRY,
+                    "counter store unavailable",
+                )
+                    .into_response()
             }
             AppError::Store(StoreError::Corrupt(error)) => {
                 tracing::error!(%error, "the counter store holds an invalid counter");
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the counter store holds an invalid counter value",
-                )
+                let body = "the counter store holds an invalid counter value";
+                (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
             }
             AppError::Unauthorized => {
-                let mut response = text(StatusCode::UNAUTHORIZED, "unauthorized");
-                let headers = response.headers_mut();
-                headers.append(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Basic realm="metrics-app admin", charset="UTF-8""#),
-                );
-                headers.append(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Bearer realm="metrics-app admin""#),
-                );
+                let challenge = |v| (header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
+                let mut response = (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+                response.headers_mut().extend([
+                    challenge(r#"Basic realm="metrics-app admin", charset="UTF-8""#),
+                    challenge(r#"Bearer realm="metrics-app admin""#),
+                ]);
                 response
             }
-            AppError::RateLimited => {
-                let mut response = text(StatusCode::TOO_MANY_REQUESTS, "too many admin requests");
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                response
-            }
+            AppError::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                RETRY,
+                "too many admin requests",
+            )
+                .into_response(),
             AppError::BadRequest(message) => (StatusCode::BAD_REQUEST, message).into_response(),
-            AppError::TooLarge => text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
-            AppError::BodyTimeout => text(StatusCode::REQUEST_TIMEOUT, "request body timed out"),
+            AppError::TooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response()
+            }
+            AppError::BodyTimeout => {
+                (StatusCode::REQUEST_TIMEOUT, "request body timed out").into_response()
+            }
             AppError::Internal(error) => {
                 tracing::error!(%error, "internal error");
-                text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
             }
         }
     }

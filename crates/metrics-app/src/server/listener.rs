@@ -5,16 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
-use tower::ServiceExt;
 
+use crate::http::App;
 use crate::metrics::ListenerLabels;
 use crate::state::AppState;
 
@@ -31,26 +29,12 @@ const SHED_LINGER: Duration = Duration::from_secs(1);
 /// answer on a connection it serves, and serving it would take the budget this protects.
 const SHED_ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 34\r\n\r\nserver busy: too many connections\n";
 
-/// How many connections a listener serves at once, and how many it is turning away.
-pub(super) struct Budget {
-    serving: Arc<Semaphore>,
-    shedding: Arc<Semaphore>,
-}
-
-impl Budget {
-    pub(super) fn new(connections: usize) -> Self {
-        Self {
-            serving: Arc::new(Semaphore::new(connections)),
-            shedding: Arc::new(Semaphore::new(SHED_AT_ONCE)),
-        }
-    }
-}
-
-/// A listener's router and limits.
+/// A listener's application and limits.
 pub(super) struct Listener {
     pub(super) name: &'static str,
-    pub(super) router: Router,
-    pub(super) budget: Budget,
+    pub(super) app: App,
+    /// Connections served at once; beyond them new ones are turned away.
+    pub(super) budget: usize,
     pub(super) header_read_timeout: Duration,
     pub(super) max_connection_age: Duration,
 }
@@ -73,6 +57,8 @@ impl Listener {
             .max_headers(MAX_HEADERS)
             .keep_alive(true);
         let builder = Arc::new(builder);
+        let serving = Arc::new(Semaphore::new(self.budget));
+        let shedding = Arc::new(Semaphore::new(SHED_AT_ONCE));
         let shed = state
             .metrics
             .connections_shed
@@ -95,13 +81,13 @@ impl Listener {
                 },
             };
             let _ = stream.set_nodelay(true);
-            match self.budget.serving.clone().try_acquire_owned() {
+            match serving.clone().try_acquire_owned() {
                 Ok(permit) => {
                     connections.spawn(serve(
                         stream,
                         peer,
                         Connection {
-                            router: self.router.clone(),
+                            app: Arc::new(self.app.clone()),
                             builder: builder.clone(),
                             max_age: self.max_connection_age,
                             closed: closed.clone(),
@@ -111,7 +97,7 @@ impl Listener {
                 }
                 Err(_) => {
                     shed.inc();
-                    if let Ok(permit) = self.budget.shedding.clone().try_acquire_owned() {
+                    if let Ok(permit) = shedding.clone().try_acquire_owned() {
                         tokio::spawn(turn_away(stream, permit));
                     }
                     // Past both budgets the connection is simply closed.
@@ -123,7 +109,7 @@ impl Listener {
 
 /// What one connection is served with.
 struct Connection {
-    router: Router,
+    app: Arc<App>,
     builder: Arc<http1::Builder>,
     max_age: Duration,
     closed: watch::Receiver<bool>,
@@ -137,7 +123,7 @@ struct Connection {
 /// current response.
 async fn serve(stream: TcpStream, peer: SocketAddr, connection: Connection) {
     let Connection {
-        router,
+        app,
         builder,
         max_age,
         mut closed,
@@ -145,17 +131,15 @@ async fn serve(stream: TcpStream, peer: SocketAddr, connection: Connection) {
     } = connection;
     let answering = Arc::new(AtomicUsize::new(0));
     let counted = answering.clone();
-    let service = hyper::service::service_fn(
-        move |mut request: axum::http::Request<hyper::body::Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
+    let service =
+        hyper::service::service_fn(move |request: axum::http::Request<hyper::body::Incoming>| {
             let guard = Answering::start(&counted);
-            let router = router.clone();
+            let app = app.clone();
             async move {
                 let _guard = guard;
-                router.oneshot(request).await
+                Ok::<_, std::convert::Infallible>(app.handle(peer, request).await)
             }
-        },
-    );
+        });
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let age = tokio::time::sleep(max_age);

@@ -20,8 +20,9 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Options;
+use crate::http::App;
 use crate::state::AppState;
-use listener::{Budget, Listener};
+use listener::Listener;
 
 /// Connections the management listener serves at once: probes from the kubelet, scrapes from
 /// Prometheus and a few people, never the public's load.
@@ -57,25 +58,29 @@ pub async fn run(
 ) -> Stopped {
     let (closing, closed) = tokio::sync::watch::channel(false);
     let connections = TaskTracker::new();
-    let public = Listener {
-        name: "public",
-        router: crate::http::public_router(state.clone(), options.body_read_timeout),
-        budget: Budget::new(options.max_connections as usize),
-        header_read_timeout: options.header_read_timeout,
-        max_connection_age: options.max_connection_age,
-    };
-    let management = Listener {
-        name: "management",
-        router: crate::http::management_router(state.clone(), options.body_read_timeout),
-        budget: Budget::new(MANAGEMENT_CONNECTIONS),
-        header_read_timeout: options.header_read_timeout,
-        max_connection_age: options.max_connection_age,
-    };
     let accepting = TaskTracker::new();
-    for (listener, socket) in [
-        (public, listeners.public),
-        (management, listeners.management),
+    let public = App::public(state.clone(), options.body_read_timeout);
+    for (name, app, connections_at_once, socket) in [
+        (
+            "public",
+            public,
+            options.max_connections as usize,
+            listeners.public,
+        ),
+        (
+            "management",
+            App::management(state.clone()),
+            MANAGEMENT_CONNECTIONS,
+            listeners.management,
+        ),
     ] {
+        let listener = Listener {
+            name,
+            app,
+            budget: connections_at_once,
+            header_read_timeout: options.header_read_timeout,
+            max_connection_age: options.max_connection_age,
+        };
         accepting.spawn(listener.accept_until_closed(
             socket,
             state.clone(),

@@ -8,8 +8,7 @@
 //! (client gone) after it joined a batch leaves its value unused — a gap in the sequence, never
 //! a duplicate. An error fails every request of its batch; the next batch tries again.
 
-use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::oneshot;
 
@@ -18,55 +17,40 @@ use super::{Result, StoreError};
 /// What the coalescer needs of the store: add `k` to the counter at once and return the new
 /// value (`INCRBY key k`).
 pub(crate) trait AddBy: Send + Sync + 'static {
-    /// Adds `k` and returns the counter's new value.
     fn add_by(&self, k: u64) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// Increments of one counter, batched while one is in flight.
 pub(crate) struct Coalescer<B> {
-    shared: Arc<Shared<B>>,
-}
-
-struct Shared<B> {
-    backend: B,
-    pending: Mutex<Pending>,
-}
-
-/// Requests waiting for the next batch, and whether a task is sending batches.
-#[derive(Default)]
-struct Pending {
-    waiting: Vec<oneshot::Sender<Result<u64>>>,
-    sending: bool,
+    /// The store, also used directly for its other operations.
+    pub(crate) backend: B,
+    /// Requests waiting for the next batch; `None` while no task is sending batches. Nothing
+    /// panics while holding the lock, so a poisoned one is still consistent.
+    waiting: Mutex<Option<Vec<oneshot::Sender<Result<u64>>>>>,
 }
 
 impl<B: AddBy> Coalescer<B> {
-    pub(crate) fn new(backend: B) -> Self {
-        Self {
-            shared: Arc::new(Shared {
-                backend,
-                pending: Mutex::new(Pending::default()),
-            }),
-        }
-    }
-
-    /// The store, for its other operations.
-    pub(crate) fn backend(&self) -> &B {
-        &self.shared.backend
+    pub(crate) fn new(backend: B) -> Arc<Self> {
+        Arc::new(Self {
+            backend,
+            waiting: Mutex::default(),
+        })
     }
 
     /// One increment: joins the next batch (starting the task that sends batches if none runs)
     /// and returns this request's value.
-    pub(crate) async fn increment(&self) -> Result<u64> {
+    pub(crate) async fn increment(self: &Arc<Self>) -> Result<u64> {
         let (tx, rx) = oneshot::channel();
         let start = {
-            let mut pending = self.shared.lock();
-            pending.waiting.push(tx);
-            !std::mem::replace(&mut pending.sending, true)
+            let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            let start = waiting.is_none();
+            waiting.get_or_insert_default().push(tx);
+            start
         };
         if start {
             // A task of its own: the batch must complete even if the request that started it
             // is cancelled.
-            tokio::spawn(send_batches(self.shared.clone()));
+            tokio::spawn(self.clone().send_batches());
         }
         rx.await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(
@@ -74,51 +58,32 @@ impl<B: AddBy> Coalescer<B> {
             ))
         })
     }
-}
 
-impl<B> Shared<B> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        // Nothing panics while holding the lock; a poisoned one is still consistent.
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Sends one `INCRBY` per batch until no request is waiting.
-async fn send_batches<B: AddBy>(shared: Arc<Shared<B>>) {
-    loop {
-        let batch = {
-            let mut pending = shared.lock();
-            if pending.waiting.is_empty() {
-                pending.sending = false;
-                return;
-            }
-            std::mem::take(&mut pending.waiting)
-        };
-        let k = batch.len() as u64;
-        let result = shared.backend.add_by(k).await.and_then(|last| {
-            first_of_batch(last, k).ok_or_else(|| {
-                StoreError::Corrupt(format!("INCRBY {k} returned {last}, below the batch size"))
-            })
-        });
-        match result {
-            Ok(first) => {
-                for (tx, value) in batch.into_iter().zip(first..) {
-                    // A request that is gone leaves its value unused: a gap.
-                    let _ = tx.send(Ok(value));
+    /// Sends one `INCRBY` per batch until no request is waiting.
+    async fn send_batches(self: Arc<Self>) {
+        loop {
+            let batch = {
+                let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+                let batch = waiting.take().unwrap_or_default();
+                if batch.is_empty() {
+                    return;
                 }
-            }
-            Err(error) => {
-                for tx in batch {
-                    let _ = tx.send(Err(error.clone()));
-                }
+                *waiting = Some(Vec::new());
+                batch
+            };
+            let k = batch.len() as u64;
+            // The batch's values end at the one the store returned.
+            let first = self.backend.add_by(k).await.and_then(|last| {
+                (last >= k).then(|| last - k + 1).ok_or_else(|| {
+                    StoreError::Corrupt(format!("INCRBY {k} returned {last}, below the batch size"))
+                })
+            });
+            for (tx, i) in batch.into_iter().zip(0..) {
+                // A request that is gone leaves its value unused: a gap.
+                let _ = tx.send(first.clone().map(|first| first + i));
             }
         }
     }
-}
-
-/// The first value of a batch of `k` whose last value is `last`.
-fn first_of_batch(last: u64, k: u64) -> Option<u64> {
-    (last >= k).then(|| last - k + 1)
 }
 
 #[cfg(test)]
@@ -155,7 +120,7 @@ mod tests {
 
     fn coalescer() -> (Arc<Coalescer<Arc<Fake>>>, Arc<Fake>) {
         let fake = Arc::new(Fake::default());
-        (Arc::new(Coalescer::new(fake.clone())), fake)
+        (Coalescer::new(fake.clone()), fake)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -238,10 +203,21 @@ mod tests {
         assert!(values.iter().all(|v| (1..=total).contains(v)));
     }
 
-    #[test]
-    fn a_batch_ends_at_the_value_redis_returned() {
-        assert_eq!(first_of_batch(10, 3), Some(8));
-        assert_eq!(first_of_batch(1, 1), Some(1));
-        assert_eq!(first_of_batch(2, 3), None);
+    /// A store whose counter went backwards: it returns less than the batch size.
+    struct Behind;
+
+    impl AddBy for Behind {
+        async fn add_by(&self, k: u64) -> Result<u64> {
+            Ok(k - 1)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_ends_at_the_value_redis_returned_and_a_value_below_its_size_is_corrupt() {
+        let (c, fake) = coalescer();
+        fake.value.store(41, Ordering::SeqCst);
+        assert_eq!(c.increment().await.unwrap(), 42);
+        let err = Coalescer::new(Behind).increment().await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     }
 }

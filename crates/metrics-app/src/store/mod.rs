@@ -1,20 +1,23 @@
 //! The counter store: where `/counter` values come from.
 //!
-//! Two backends behind one type: [`memory`] (an in-process atomic, the zero-setup default)
-//! and [`redis`] (atomic `INCRBY` on one key, coalesced, so every replica shares one sequence).
-//! [`Store`] times every call (the `ping` operation label is the readiness check) and counts failures in the metrics, whatever the backend.
+//! Two backends behind one type: an in-process atomic (the zero-setup default: one sequence per
+//! process, restarting at 1 with it) and [`redis`] (atomic `INCRBY` on one key, coalesced, so
+//! every replica shares one sequence). [`Store`] times every call (the `ping` operation label is
+//! the readiness check) and counts failures in the metrics, whatever the backend.
 
 mod coalesce;
-pub mod memory;
-pub mod redis;
+mod redis;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::config::StoreConfig;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
+use crate::config::StoreConfig;
 use crate::metrics::{Metrics, StoreLabels};
+use coalesce::Coalescer;
 
 /// A store call that failed. The text is for logs only: clients get a generic message.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,107 +31,96 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Result alias for store calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The configured backend.
-#[derive(Debug)]
+/// The counter store used by the handlers.
+pub struct Store {
+    backend: Backend,
+    /// `memory` or `redis`: the `store` label of the metrics.
+    store: &'static str,
+    increment: OpMetrics,
+    reset: OpMetrics,
+    ping: OpMetrics,
+}
+
 enum Backend {
-    Memory(memory::MemoryStore),
-    Redis(redis::RedisStore),
+    /// The last value handed out by this process.
+    Memory(AtomicU64),
+    Redis(Arc<Coalescer<redis::Redis>>),
 }
 
 /// Latency histogram and error counter of one store operation, resolved once so the hot path
 /// does no label lookups.
-#[derive(Debug, Clone)]
 struct OpMetrics {
     duration: Histogram,
     errors: Counter,
 }
 
 impl OpMetrics {
-    fn new(metrics: &Metrics, store: &'static str, operation: &'static str) -> Self {
-        let labels = StoreLabels { store, operation };
-        Self {
-            duration: metrics.store_duration.get_or_create(&labels).clone(),
-            errors: metrics.store_errors.get_or_create(&labels).clone(),
-        }
-    }
-
-    fn record(&self, started: Instant, ok: bool) {
+    fn record<T>(&self, started: Instant, result: Result<T>) -> Result<T> {
         self.duration.observe(started.elapsed().as_secs_f64());
-        if !ok {
+        if result.is_err() {
             self.errors.inc();
         }
+        result
     }
-}
-
-/// The counter store used by the handlers.
-#[derive(Debug)]
-pub struct Store {
-    /// The backend doing the work.
-    backend: Backend,
-    /// Metrics of `increment`.
-    increment: OpMetrics,
-    /// Metrics of `reset`.
-    reset: OpMetrics,
-    /// Metrics of `ping`.
-    ping: OpMetrics,
 }
 
 impl Store {
     /// Builds the configured backend. Redis connects lazily, so start-up never waits for it and
     /// a Redis outage at start-up only shows as "not ready".
     pub fn new(config: &StoreConfig, metrics: Metrics) -> Result<Self> {
-        let backend = match config {
-            StoreConfig::Memory => Backend::Memory(memory::MemoryStore::default()),
+        let (backend, store) = match config {
+            StoreConfig::Memory => (Backend::Memory(AtomicU64::new(0)), "memory"),
             StoreConfig::Redis { target, key, wait } => {
-                Backend::Redis(redis::RedisStore::new(target, key.clone(), *wait)?)
+                let redis = redis::Redis::new(target, key.clone(), *wait)?;
+                (Backend::Redis(Coalescer::new(redis)), "redis")
             }
         };
-        let kind = match backend {
-            Backend::Memory(_) => "memory",
-            Backend::Redis(_) => "redis",
+        let op = |operation| {
+            let labels = StoreLabels { store, operation };
+            OpMetrics {
+                duration: metrics.store_duration.get_or_create(&labels).clone(),
+                errors: metrics.store_errors.get_or_create(&labels).clone(),
+            }
         };
         Ok(Self {
+            increment: op("increment"),
+            reset: op("reset"),
+            ping: op("ping"),
             backend,
-            increment: OpMetrics::new(&metrics, kind, "increment"),
-            reset: OpMetrics::new(&metrics, kind, "reset"),
-            ping: OpMetrics::new(&metrics, kind, "ping"),
+            store,
         })
     }
 
     /// `memory` or `redis`.
     pub fn kind(&self) -> &'static str {
-        match self.backend {
-            Backend::Memory(_) => "memory",
-            Backend::Redis(_) => "redis",
-        }
+        self.store
     }
 
     /// Increments the counter once and returns the new value.
     pub async fn increment(&self) -> Result<u64> {
         let started = Instant::now();
         let result = match &self.backend {
-            Backend::Memory(m) => Ok(m.increment()),
-            Backend::Redis(r) => r.increment().await,
+            // `fetch_add` gives concurrent calls distinct, consecutive values: none lost,
+            // duplicated or skipped. Relaxed suffices: the counter orders nothing but itself.
+            Backend::Memory(last) => Ok(last.fetch_add(1, Ordering::Relaxed).wrapping_add(1)),
+            Backend::Redis(redis) => redis.increment().await,
         };
-        self.increment.record(started, result.is_ok());
-        result
+        self.increment.record(started, result)
     }
 
     /// Sets the counter back to zero.
     pub async fn reset(&self) -> Result<()> {
         let started = Instant::now();
         let result = match &self.backend {
-            Backend::Memory(m) => {
-                m.reset();
+            Backend::Memory(last) => {
+                last.store(0, Ordering::Relaxed);
                 Ok(())
             }
-            Backend::Redis(r) => r.reset().await,
+            Backend::Redis(redis) => redis.backend.reset().await,
         };
-        self.reset.record(started, result.is_ok());
-        result
+        self.reset.record(started, result)
     }
 
     /// Checks that the store can serve: reachable, and holding a usable counter.
@@ -136,9 +128,42 @@ impl Store {
         let started = Instant::now();
         let result = match &self.backend {
             Backend::Memory(_) => Ok(()),
-            Backend::Redis(r) => r.check().await,
+            Backend::Redis(redis) => redis.backend.check().await,
         };
-        self.ping.record(started, result.is_ok());
-        result
+        self.ping.record(started, result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_memory_increments_hand_out_each_value_once() {
+        let process = Arc::new(crate::process_stats::ProcessStats::default());
+        let metrics = Metrics::new(&crate::faults::Faults::default(), process);
+        let store = Arc::new(Store::new(&StoreConfig::Memory, metrics).unwrap());
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut values = Vec::new();
+                    for _ in 0..1000 {
+                        values.push(store.increment().await.unwrap());
+                    }
+                    values
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all.sort_unstable();
+        assert_eq!(all, (1..=8000).collect::<Vec<_>>());
+        store.reset().await.unwrap();
+        assert_eq!(store.increment().await.unwrap(), 1);
     }
 }

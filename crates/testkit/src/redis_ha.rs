@@ -1,6 +1,5 @@
-//! The Redis shape of the HA profile from real processes: the primary (the topology's
-//! `redis`), two replicas and three Sentinels with a quorum of two, as the redis-ha chart
-//! deploys them. Replicas of metrics-app find the primary through the Sentinels and wait for
+//! The Redis shape of the HA profile from real processes: a primary, two replicas and three
+//! Sentinels with a quorum of two, as the redis-ha chart deploys them. Replicas of metrics-app find the primary through the Sentinels and wait for
 //! one replica per batch (`WAIT 1`), so a failover never hands out a value twice.
 //!
 //! Two replicas, not one: with `WAIT 1`, the promoted replica needs a replica of its own to
@@ -8,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::redis::Redis;
+use crate::sentinel::Sentinel;
 use anyhow::{Context, Result, bail};
-use testkit::redis::Redis;
-use testkit::sentinel::Sentinel;
 
 /// How long each batch waits for its replica before the request gets 503: generous, because
 /// a loaded test machine can delay a replica's acknowledgement by a few hundred ms.
