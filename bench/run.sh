@@ -178,6 +178,15 @@ row 'metrics-app memory, access log on' LOGGED "$(vs_base LOGGED)"
 row 'metrics-app redis (default)' REDIS "$(vs_base REDIS)"
 echo
 echo "by CPU time per request (baseline / target, medians; best rounds): memory default $(ratio "$BASE_CPU" "$MEM_CPU") ($(ratio "$BASE_CPU_BEST" "$MEM_CPU_BEST")), access log on $(ratio "$BASE_CPU" "$LOGGED_CPU") ($(ratio "$BASE_CPU_BEST" "$LOGGED_CPU_BEST"))"
+# Rounds run back to back, so a slower or faster VM hits a target and the baseline of the same
+# round alike: the median over rounds of their ratio is the steadiest figure when the VM drifts.
+paired() {
+  local r
+  for r in $(seq 1 "$ROUNDS"); do
+    awk -v a="${RESULTS[$1,$r]%% *}" -v b="${RESULTS[base,$r]%% *}" 'BEGIN { printf "%.4f\n", a / b }'
+  done | sort -g | awk '{v[NR]=$1} END { printf "%.1f%%", 100 * v[int((NR+1)/2)] }'
+}
+echo "paired by round (median of target / baseline in the same round): memory default $(paired mem), access log on $(paired logged), redis $(paired redis)"
 echo "redis store vs memory store (both default): $(ratio "$REDIS_RPS" "$MEM_RPS") ($(ratio "$REDIS_BEST" "$MEM_BEST"))"
 # Redis round trips per /counter: INCRBY calls (coalesced increments) over the values handed out.
 INCRBY_CALLS=$(redis-cli -p "$REDIS_PORT" INFO commandstats | tr -d '\r' | sed -n 's/^cmdstat_incrby:calls=\([0-9]*\),.*/\1/p')
