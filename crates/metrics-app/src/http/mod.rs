@@ -82,9 +82,7 @@ impl App {
             hot,
         }
     }
-}
 
-impl App {
     /// Answers one request from `peer`: counts and times it, logs its access event (when
     /// enabled), and puts the request id and the instance on the response. A client's request
     /// id is kept if it is a short token of visible ASCII, else one is generated. An HTTP/1.1

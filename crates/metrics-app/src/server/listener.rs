@@ -57,6 +57,8 @@ impl Listener {
             .max_headers(MAX_HEADERS)
             .keep_alive(true);
         let builder = Arc::new(builder);
+        // One application per listener, shared by its connections.
+        let app = Arc::new(self.app);
         let serving = Arc::new(Semaphore::new(self.budget));
         let shedding = Arc::new(Semaphore::new(SHED_AT_ONCE));
         let shed = state
@@ -87,7 +89,7 @@ impl Listener {
                         stream,
                         peer,
                         Connection {
-                            app: Arc::new(self.app.clone()),
+                            app: app.clone(),
                             builder: builder.clone(),
                             max_age: self.max_connection_age,
                             closed: closed.clone(),

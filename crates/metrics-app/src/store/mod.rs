@@ -36,8 +36,6 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The counter store used by the handlers.
 pub struct Store {
     backend: Backend,
-    /// `memory` or `redis`: the `store` label of the metrics.
-    store: &'static str,
     increment: OpMetrics,
     reset: OpMetrics,
     ping: OpMetrics,
@@ -47,6 +45,15 @@ enum Backend {
     /// The last value handed out by this process.
     Memory(AtomicU64),
     Redis(Arc<Coalescer<redis::Redis>>),
+}
+
+impl Backend {
+    fn kind(&self) -> &'static str {
+        match self {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
+        }
+    }
 }
 
 /// Latency histogram and error counter of one store operation, resolved once so the hot path
@@ -70,13 +77,13 @@ impl Store {
     /// Builds the configured backend. Redis connects lazily, so start-up never waits for it and
     /// a Redis outage at start-up only shows as "not ready".
     pub fn new(config: &StoreConfig, metrics: Metrics) -> Result<Self> {
-        let (backend, store) = match config {
-            StoreConfig::Memory => (Backend::Memory(AtomicU64::new(0)), "memory"),
-            StoreConfig::Redis { target, key, wait } => {
-                let redis = redis::Redis::new(target, key.clone(), *wait)?;
-                (Backend::Redis(Coalescer::new(redis)), "redis")
-            }
+        let backend = match config {
+            StoreConfig::Memory => Backend::Memory(AtomicU64::new(0)),
+            StoreConfig::Redis { target, key, wait } => Backend::Redis(Coalescer::new(
+                redis::Redis::new(target, key.clone(), *wait)?,
+            )),
         };
+        let store = backend.kind();
         let op = |operation| {
             let labels = StoreLabels { store, operation };
             OpMetrics {
@@ -89,13 +96,12 @@ impl Store {
             reset: op("reset"),
             ping: op("ping"),
             backend,
-            store,
         })
     }
 
     /// `memory` or `redis`.
     pub fn kind(&self) -> &'static str {
-        self.store
+        self.backend.kind()
     }
 
     /// Increments the counter once and returns the new value.
