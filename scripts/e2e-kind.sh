@@ -122,6 +122,16 @@ image_is() {
   rolled_out "$1"
 }
 expected_image() { echo "metrics-app:$(git rev-parse --short=12 HEAD)"; }
+# envs_serve ENVS IMAGE WHEN: every environment of the comma-separated ENVS runs IMAGE, rolled
+# out, and answers a counter on its hostname; WHEN names the step in the failure.
+envs_serve() {
+  local env out
+  for env in ${1//,/ }; do
+    out=$(image_is "$(ns_of "$env")" "$2") || fail "$3, $env: $out"
+    curl -fsS --max-time 10 "$(url_of "$env")/counter" | grep -q "^Counter value: " ||
+      fail "$3: GET $(url_of "$env")/counter did not answer a counter"
+  done
+}
 
 # check_shared_counter N: N requests to /counter through the gateway; the values must strictly
 # increase and come from at least two replicas (X-Instance), which only one shared store can
@@ -150,11 +160,7 @@ log "1. appctl up --env $ENVS (dry run, then for real)"
 "$APPCTL" up --dry-run --env "$ENVS"
 "$APPCTL" up --env "$ENVS" --timeout 25m
 IMAGE_BEFORE=$(expected_image)
-for env in ${ENVS//,/ }; do
-  out=$(image_is "$(ns_of "$env")" "$IMAGE_BEFORE") || fail "after appctl up, $env: $out"
-  curl -fsS --max-time 10 "$(url_of "$env")/counter" | grep -q "^Counter value: " ||
-    fail "GET $(url_of "$env")/counter did not answer a counter"
-done
+envs_serve "$ENVS" "$IMAGE_BEFORE" "after appctl up"
 
 log "1. a second appctl up changes nothing"
 "$APPCTL" up --dry-run --env "$ENVS" | tee "$WORK/second-plan.txt"
@@ -378,11 +384,7 @@ FLUX_ENVS=dev,staging
 "$APPCTL" up --gitops flux --dry-run --env "$FLUX_ENVS"
 "$APPCTL" up --gitops flux --env "$FLUX_ENVS" --timeout 25m
 FLUX_BEFORE=$(expected_image)
-for env in ${FLUX_ENVS//,/ }; do
-  out=$(image_is "$(ns_of "$env")" "$FLUX_BEFORE") || fail "after appctl up --gitops flux, $env: $out"
-  curl -fsS --max-time 10 "$(url_of "$env")/counter" | grep -q "^Counter value: " ||
-    fail "GET $(url_of "$env")/counter did not answer a counter under Flux"
-done
+envs_serve "$FLUX_ENVS" "$FLUX_BEFORE" "after appctl up --gitops flux"
 k get applications.argoproj.io -A >/dev/null 2>&1 && fail "ArgoCD's CRDs are installed on the Flux cluster"
 k -n flux-system get kustomizations.kustomize.toolkit.fluxcd.io metrics-app-dev >/dev/null ||
   fail "no Flux Kustomization metrics-app-dev"
