@@ -112,10 +112,6 @@ pub struct Options {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration_in(Duration::ZERO..=duration::MAX))]
     pub shutdown_timeout: Duration,
 
-    /// How often the background task samples process statistics (at least 10ms).
-    #[arg(long, env = "COLLECT_INTERVAL", default_value = "5s", value_parser = duration_in(Duration::from_millis(10)..=duration::MAX))]
-    pub collect_interval: Duration,
-
     /// Time a client has to send a complete request head; slower (or idle) connections are
     /// closed (at least 100ms).
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration_in(Duration::from_millis(100)..=duration::MAX))]
@@ -381,10 +377,6 @@ mod tests {
             (
                 &["--header-read-timeout", "5ms"],
                 &["header-read-timeout", "5ms", "100ms"],
-            ),
-            (
-                &["--collect-interval", "1ms"],
-                &["collect-interval", "10ms"],
             ),
             (&["--bind", "localhost"], &["--bind", "localhost"]),
             (&["--max-connections", "0"], &["max-connections", "0"]),

@@ -9,9 +9,9 @@
 //! Each module uses only the ones listed before it:
 //! - `duration`, [`config`]: flags and environment, validated into a [`config::Config`];
 //!   `secret`: the admin password; `faults`: the opt-in fault modes.
-//! - `process_stats`, `metrics`: the Prometheus registry and its background sampler;
-//!   `store`: the counter backends (in-process atomic, Redis `INCR`); `logging`: tracing set-up
-//!   with a reloadable filter.
+//! - `metrics`: the Prometheus registry and the process collector; `store`: the counter
+//!   backends (in-process atomic, Redis `INCRBY`); `logging`: tracing set-up with a reloadable
+//!   filter.
 //! - `state`: what every request shares.
 //! - `http`: the axum routers of the two listeners, their handlers and layers.
 //! - `server`: listeners, connection budgets, drain and graceful shutdown.
@@ -23,14 +23,12 @@ mod faults;
 mod http;
 mod logging;
 mod metrics;
-mod process_stats;
 mod secret;
 mod server;
 mod state;
 mod store;
 
 use std::future::Future;
-use std::sync::Arc;
 
 pub use faults::burn_cpu;
 pub use http::App;
@@ -41,42 +39,27 @@ pub use state::AppState;
 pub use store::StoreError;
 
 use config::Config;
-use process_stats::ProcessStats;
 
 /// Builds the shared state from a checked configuration. Must run inside a tokio runtime.
 pub fn build_state(
     config: &Config,
     log_control: Option<LogControl>,
-) -> Result<(AppState, Arc<ProcessStats>), StoreError> {
-    let process = Arc::new(ProcessStats::default());
-    let metrics = metrics::Metrics::new(&config.faults, process.clone());
+) -> Result<AppState, StoreError> {
+    let metrics = metrics::Metrics::new(&config.faults);
     let store = store::Store::new(&config.store, metrics.clone())?;
-    let state = AppState::new(config, store, metrics, log_control);
-    Ok((state, process))
+    Ok(AppState::new(config, store, metrics, log_control))
 }
 
-/// Runs the whole service on `listeners` until `shutdown` resolves, then drains and stops:
-/// the state, the background process sampler and the HTTP server.
+/// Runs the whole service on `listeners` until `shutdown` resolves, then drains and stops.
 pub async fn run(
     listeners: Listeners,
     config: Config,
     log_control: Option<LogControl>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stopped, StoreError> {
-    let (state, process) = build_state(&config, log_control)?;
+    let state = build_state(&config, log_control)?;
     announce(&config);
-    let (stop_sampler, sampler_stopped) = tokio::sync::oneshot::channel::<()>();
-    let sampler = tokio::spawn(process_stats::run_sampler(
-        process,
-        config.options.collect_interval,
-        async {
-            let _ = sampler_stopped.await;
-        },
-    ));
-    let stopped = server::run(listeners, state, &config.options, shutdown).await;
-    let _ = stop_sampler.send(());
-    let _ = sampler.await;
-    Ok(stopped)
+    Ok(server::run(listeners, state, &config.options, shutdown).await)
 }
 
 /// Logs the start-up line and a warning for each fault mode.

@@ -1,4 +1,5 @@
-//! Prometheus metrics: one registry, grouped metric families, and the exposition encoder.
+//! Prometheus metrics: one registry, grouped metric families, the process collector and the
+//! exposition encoder.
 //!
 //! Label values are bounded by construction: `route` is the route template that answered (or
 //! `unmatched`), `listener` is `public` or `management`, `method` from a fixed list, `status`
@@ -9,15 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use axum::http;
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
 use crate::faults::Faults;
-use crate::process_stats::ProcessStats;
 
 /// Latency buckets for HTTP requests, in seconds: sub-millisecond to the 21 s of the slow bug.
 const HTTP_BUCKETS: [f64; 15] = [
@@ -32,26 +33,15 @@ const STORE_BUCKETS: [f64; 12] = [
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub route: &'static str,
-    pub method: Method,
+    pub method: &'static str,
     pub status: u16,
 }
 
 /// An HTTP method as a bounded label value: the common ones by name, anything else `OTHER`.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub struct Method(&'static str);
-
-impl From<&http::Method> for Method {
-    fn from(m: &http::Method) -> Self {
-        const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
-        let name = m.as_str();
-        Self(KNOWN.into_iter().find(|k| *k == name).unwrap_or("OTHER"))
-    }
-}
-
-impl EncodeLabelValue for Method {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        self.0.encode(encoder)
-    }
+pub fn method_label(method: &http::Method) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    let name = method.as_str();
+    KNOWN.into_iter().find(|k| *k == name).unwrap_or("OTHER")
 }
 
 /// Label of the per-listener connection metrics.
@@ -103,10 +93,10 @@ impl Registrar {
 }
 
 impl Metrics {
-    /// Creates and registers every metric. `process` is read at each scrape.
-    pub fn new(faults: &Faults, process: Arc<ProcessStats>) -> Self {
+    /// Creates and registers every metric.
+    pub fn new(faults: &Faults) -> Self {
         let mut r = Registrar::default();
-        r.0.register_collector(Box::new(process));
+        r.0.register_collector(Box::new(ProcessCollector));
         // Set once here and never changed, so no handle is kept.
         let build_info: Family<[(&str, &str); 2], Gauge> = r.add(
             "metrics_app_build_info",
@@ -176,42 +166,88 @@ impl Metrics {
         }
     }
 
-    /// Renders the exposition in the requested format.
-    pub fn encode(&self, format: Format) -> Result<String, std::fmt::Error> {
+    /// Renders the exposition as the scraper's `Accept` header asks, as Prometheus negotiates:
+    /// OpenMetrics 1.0 text for Prometheus, which asks for it first, and the classic text
+    /// format 0.0.4 for everything else (curl, promtool, older scrapers). Returns the
+    /// `Content-Type` and the body.
+    pub fn encode(&self, accept: Option<&str>) -> Result<(&'static str, String), std::fmt::Error> {
         let mut out = String::with_capacity(8 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(match format {
-            Format::OpenMetrics => out,
-            Format::PrometheusText => openmetrics_to_prometheus_text(&out),
+        Ok(match accept {
+            Some(a) if a.contains("application/openmetrics-text") => (
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                out,
+            ),
+            _ => (
+                "text/plain; version=0.0.4; charset=utf-8",
+                openmetrics_to_prometheus_text(&out),
+            ),
         })
     }
 }
 
-/// Exposition formats served on `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// OpenMetrics 1.0 text, which Prometheus asks for first.
-    OpenMetrics,
-    /// The classic Prometheus text format 0.0.4, for everything else (curl, promtool, older
-    /// scrapers).
-    PrometheusText,
-}
+/// The standard process metrics (`process_*`), read from the system at each scrape, as
+/// Prometheus's own client libraries do: nothing runs between scrapes, and a request never
+/// waits for them. A figure the platform cannot give is left out rather than shown as zero.
+#[derive(Debug)]
+struct ProcessCollector;
 
-impl Format {
-    /// Chooses by the `Accept` header, as Prometheus negotiates.
-    pub fn from_accept(accept: Option<&str>) -> Self {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
-            _ => Self::PrometheusText,
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let m = metrics_process::collector::collect();
+        for (name, help, value) in [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                m.resident_memory_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                m.virtual_memory_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                m.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors (0: unlimited)",
+                m.max_fds,
+            ),
+            (
+                "process_threads",
+                "Number of OS threads in the process",
+                m.threads,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds",
+                m.start_time_seconds,
+            ),
+        ] {
+            if let Some(value) = value {
+                let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+                gauge.encode(encoder.encode_descriptor(
+                    name,
+                    help,
+                    None,
+                    gauge.metric_type(),
+                )?)?;
+            }
         }
-    }
-
-    /// The `Content-Type` of this format.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            Self::PrometheusText => "text/plain; version=0.0.4; charset=utf-8",
+        if let Some(seconds) = m.cpu_seconds_total {
+            let cpu = ConstCounter::new(seconds);
+            let help = "Total user and system CPU time spent in seconds";
+            cpu.encode(encoder.encode_descriptor(
+                "process_cpu_seconds",
+                help,
+                None,
+                cpu.metric_type(),
+            )?)?;
         }
+        Ok(())
     }
 }
 
@@ -248,7 +284,7 @@ mod tests {
 
     #[test]
     fn methods_outside_the_fixed_list_are_labelled_other() {
-        let label = |m: &str| Method::from(&http::Method::from_bytes(m.as_bytes()).unwrap()).0;
+        let label = |m: &str| method_label(&http::Method::from_bytes(m.as_bytes()).unwrap());
         for known in ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
             assert_eq!(label(known), known);
         }
@@ -271,10 +307,47 @@ mod tests {
 
     #[test]
     fn prometheus_gets_openmetrics_and_everyone_else_classic_text() {
+        let metrics = Metrics::new(&Faults::default());
         let prometheus =
             "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
-        assert_eq!(Format::from_accept(Some(prometheus)), Format::OpenMetrics);
-        assert_eq!(Format::from_accept(Some("*/*")), Format::PrometheusText);
-        assert_eq!(Format::from_accept(None), Format::PrometheusText);
+        let (content_type, body) = metrics.encode(Some(prometheus)).unwrap();
+        assert!(content_type.starts_with("application/openmetrics-text"));
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        for accept in [Some("*/*"), None] {
+            let (content_type, body) = metrics.encode(accept).unwrap();
+            assert!(content_type.starts_with("text/plain; version=0.0.4"));
+            assert!(!body.contains("# EOF"), "{body}");
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    #[test]
+    fn process_figures_are_read_afresh_at_each_scrape() {
+        let scrape = || Metrics::new(&Faults::default()).encode(None).unwrap().1;
+        let value = |body: &str, name: &str| -> f64 {
+            let line = body
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")));
+            line.and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} missing from {body}"))
+        };
+        let before = scrape();
+        assert!(value(&before, "process_resident_memory_bytes") > 100.0 * 1024.0);
+        assert!(value(&before, "process_threads") >= 1.0);
+        assert!(value(&before, "process_open_fds") >= 1.0);
+        assert!(value(&before, "process_cpu_seconds_total") >= 0.0);
+        let now = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs_f64();
+        let started = value(&before, "process_start_time_seconds");
+        assert!(
+            started <= now && now - started < 3600.0,
+            "started {started}, now {now}"
+        );
+        // Memory made resident after one scrape shows in the next.
+        let kept = vec![0xA5u8; 64 << 20];
+        let after = scrape();
+        std::hint::black_box(&kept);
+        let grown = value(&after, "process_resident_memory_bytes")
+            - value(&before, "process_resident_memory_bytes");
+        assert!(grown > 32.0 * 1024.0 * 1024.0, "RSS grew by {grown} bytes");
     }
 }

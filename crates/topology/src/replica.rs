@@ -48,7 +48,7 @@ impl Replica {
             .args(&spec.redis_args)
             .args(["--instance", &spec.instance])
             .args(["--drain-delay", &spec.drain_delay])
-            .args(["--shutdown-timeout", "10s", "--collect-interval", "1s"])
+            .args(["--shutdown-timeout", "10s"])
             .args(&spec.extra_args);
         let app = MetricsApp::start(&spec.instance, cmd)?;
         Ok(Self {

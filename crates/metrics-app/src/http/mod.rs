@@ -135,7 +135,7 @@ impl App {
         }
         let labels = HttpLabels {
             route,
-            method: (&method).into(),
+            method: crate::metrics::method_label(&method),
             status: status.as_u16(),
         };
         let series = || {

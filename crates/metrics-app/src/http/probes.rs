@@ -5,7 +5,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::error::AppError;
-use crate::metrics::Format;
 use crate::state::AppState;
 use crate::store::StoreError;
 
@@ -47,10 +46,9 @@ pub(super) async fn metrics(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = Format::from_accept(accept);
-    let body = state
+    let (content_type, body) = state
         .metrics
-        .encode(format)
+        .encode(accept)
         .map_err(|e| AppError::Internal(format!("metrics encoding failed: {e}")))?;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -58,7 +57,7 @@ impl Listener {
             .keep_alive(true);
         let builder = Arc::new(builder);
         // One application per listener, shared by its connections.
-        let app = Arc::new(self.app);
+        let (app, max_age) = (Arc::new(self.app), self.max_connection_age);
         let serving = Arc::new(Semaphore::new(self.budget));
         let shedding = Arc::new(Semaphore::new(SHED_AT_ONCE));
         let shed = state
@@ -85,17 +84,12 @@ impl Listener {
             let _ = stream.set_nodelay(true);
             match serving.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    connections.spawn(serve(
-                        stream,
-                        peer,
-                        Connection {
-                            app: app.clone(),
-                            builder: builder.clone(),
-                            max_age: self.max_connection_age,
-                            closed: closed.clone(),
-                            _permit: permit,
-                        },
-                    ));
+                    let (app, builder, closed) = (app.clone(), builder.clone(), closed.clone());
+                    connections.spawn(async move {
+                        serve(stream, peer, app, &builder, max_age, closed).await;
+                        // Back to the budget when the connection ends.
+                        drop(permit);
+                    });
                 }
                 Err(_) => {
                     shed.inc();
@@ -109,37 +103,28 @@ impl Listener {
     }
 }
 
-/// What one connection is served with.
-struct Connection {
-    app: Arc<App>,
-    builder: Arc<http1::Builder>,
-    max_age: Duration,
-    closed: watch::Receiver<bool>,
-    /// Returned to the budget when the connection ends.
-    _permit: OwnedSemaphorePermit,
-}
-
 /// Serves one connection until the client or the server ends it: after `max_age` it closes
 /// after the current response; at shutdown it closes at once if no request is being answered
 /// (an idle keep-alive connection, or one that sent only part of a head), else after the
 /// current response.
-async fn serve(stream: TcpStream, peer: SocketAddr, connection: Connection) {
-    let Connection {
-        app,
-        builder,
-        max_age,
-        mut closed,
-        _permit,
-    } = connection;
-    let answering = Arc::new(AtomicUsize::new(0));
-    let counted = answering.clone();
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Arc<App>,
+    builder: &http1::Builder,
+    max_age: Duration,
+    mut closed: watch::Receiver<bool>,
+) {
+    // One token per request being answered: the connection is idle when there is none.
+    let answering = TaskTracker::new();
+    let tracker = answering.clone();
     let service =
         hyper::service::service_fn(move |request: axum::http::Request<hyper::body::Incoming>| {
-            let guard = Answering::start(&counted);
-            let app = app.clone();
+            let (app, token) = (app.clone(), tracker.token());
             async move {
-                let _guard = guard;
-                Ok::<_, std::convert::Infallible>(app.handle(peer, request).await)
+                let response = app.handle(peer, request).await;
+                drop(token);
+                Ok::<_, std::convert::Infallible>(response)
             }
         });
     let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -161,7 +146,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, connection: Connection) {
             }
             () = closing(&mut closed), if !shutting => {
                 shutting = true;
-                if answering.load(Ordering::SeqCst) == 0 {
+                if answering.is_empty() {
                     // Dropping the connection closes the socket.
                     return;
                 }
@@ -175,22 +160,6 @@ async fn serve(stream: TcpStream, peer: SocketAddr, connection: Connection) {
 async fn closing(closed: &mut watch::Receiver<bool>) {
     // The borrowed value is dropped here, so the future stays `Send`.
     let _ = closed.wait_for(|c| *c).await;
-}
-
-/// Counts a request being answered on a connection, until dropped.
-struct Answering(Arc<AtomicUsize>);
-
-impl Answering {
-    fn start(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Self(count.clone())
-    }
-}
-
-impl Drop for Answering {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// Answers 503 to a connection beyond the budget and closes it. What the client sent is read

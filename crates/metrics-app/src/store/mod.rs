@@ -148,8 +148,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_memory_increments_hand_out_each_value_once() {
-        let process = Arc::new(crate::process_stats::ProcessStats::default());
-        let metrics = Metrics::new(&crate::faults::Faults::default(), process);
+        let metrics = Metrics::new(&crate::faults::Faults::default());
         let store = Arc::new(Store::new(&StoreConfig::Memory, metrics).unwrap());
         let tasks: Vec<_> = (0..8)
             .map(|_| {
