@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 
 use crate::duration;
 use crate::faults::Faults;
-use crate::secret::{Password, Secret};
+use crate::secret::Password;
 
 /// The /counter service: a shared counter over HTTP with health probes and Prometheus metrics.
 ///
@@ -187,7 +188,7 @@ pub enum StoreConfig {
 #[derive(Debug, Clone)]
 pub enum RedisTarget {
     /// One server (may contain a password, so it is never logged).
-    Url(Secret),
+    Url(SecretString),
     /// Whichever server the Sentinels name as the primary of `master`.
     Sentinel {
         /// HOST:PORT of each Sentinel.
@@ -195,7 +196,7 @@ pub enum RedisTarget {
         /// The monitored primary's name.
         master: String,
         /// Password of the data servers, if they require one.
-        password: Option<Secret>,
+        password: Option<SecretString>,
     },
 }
 
@@ -253,7 +254,7 @@ impl Cli {
             (_, None, false) => redis(RedisTarget::Sentinel {
                 sentinels: self.redis_sentinels,
                 master: self.redis_sentinel_master,
-                password: redis_password.map(Secret::new),
+                password: redis_password.map(SecretString::from),
             }),
             (_, Some(url), true) => {
                 // The URL may embed a password: show only its scheme.
@@ -268,7 +269,7 @@ impl Cli {
                         "--redis-password/REDIS_PASSWORD is for --redis-sentinels; with --redis-url put the password in the URL (redis://:PASSWORD@host:6379/0)",
                     );
                 }
-                redis(RedisTarget::Url(Secret::new(url)))
+                redis(RedisTarget::Url(url.into()))
             }
         };
         Ok(Config {
@@ -336,6 +337,7 @@ fn default_instance() -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use secrecy::ExposeSecret;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         let mut full = vec!["metrics-app"];
@@ -344,9 +346,7 @@ mod tests {
     }
 
     fn validate(args: &[&str]) -> Result<Config, ConfigError> {
-        parse(args)
-            .unwrap()
-            .validate(Password::fixed(Secret::new("pw".into())))
+        parse(args).unwrap().validate(Password::fixed("pw".into()))
     }
 
     /// The message clap gives for `args`, which must be refused.
@@ -444,7 +444,7 @@ mod tests {
         assert_eq!(sentinels, ["127.0.0.1:26379", "redis-ha:26380"]);
         assert_eq!(master, "mymaster");
         assert_eq!(
-            password.map(|p| p.expose().to_owned()).as_deref(),
+            password.as_ref().map(ExposeSecret::expose_secret),
             Some("pw")
         );
 

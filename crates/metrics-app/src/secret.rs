@@ -1,35 +1,12 @@
 //! The admin password: from the environment or a mounted file (re-read when the file changes,
 //! so a rotated Kubernetes Secret takes effect without a restart), compared in constant time,
-//! and impossible to print by accident.
+//! and impossible to print by accident (secrecy's `SecretString` shows `[REDACTED]`).
 
-use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
-
-/// A secret string. `Debug` prints `[redacted]` and there is no `Display`; the value is
-/// reachable only through [`Secret::expose`], so a stray `{:?}` in a log line cannot leak it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    /// The secret value; call sites are the few places that must use it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 /// Why no password could be loaded. Messages never contain the secret itself.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +38,7 @@ pub fn load_password(
     match (env_value, file) {
         (Some(_), Some(_)) => Err(PasswordError::Conflict),
         (Some(value), None) if value.is_empty() => Err(PasswordError::Empty("PASSWORD")),
-        (Some(value), None) => Ok(Password::fixed(Secret::new(value))),
+        (Some(value), None) => Ok(Password::fixed(SecretString::from(value))),
         (None, Some(path)) => Ok(Password {
             file: Some(path.into()),
             current: Arc::new(Mutex::new(read_file(path)?)),
@@ -78,12 +55,12 @@ pub struct Password {
     /// The password file; `None` for a fixed password.
     file: Option<Arc<Path>>,
     /// The password in force: the last one read successfully.
-    current: Arc<Mutex<Secret>>,
+    current: Arc<Mutex<SecretString>>,
 }
 
 impl Password {
     /// A password that never changes.
-    pub fn fixed(secret: Secret) -> Self {
+    pub fn fixed(secret: SecretString) -> Self {
         Self {
             file: None,
             current: Arc::new(Mutex::new(secret)),
@@ -97,7 +74,7 @@ impl Password {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(path) = &self.file {
             match read_file(path) {
-                Ok(read) if read.expose() != current.expose() => {
+                Ok(read) if read.expose_secret() != current.expose_secret() => {
                     tracing::info!(path = %path.display(), "the password file changed: the new password is in force");
                     *current = read;
                 }
@@ -106,11 +83,11 @@ impl Password {
             }
         }
         // Lengths are not secret enough to matter here, and ct_eq needs equal lengths.
-        current.expose().as_bytes().ct_eq(candidate).into()
+        current.expose_secret().as_bytes().ct_eq(candidate).into()
     }
 }
 
-fn read_file(path: &Path) -> Result<Secret, PasswordError> {
+fn read_file(path: &Path) -> Result<SecretString, PasswordError> {
     let raw = std::fs::read_to_string(path)
         .map_err(|error| PasswordError::Unreadable(path.display().to_string(), error))?;
     // Secrets written with `echo` or by editors end with a newline that is not part of them.
@@ -119,7 +96,7 @@ fn read_file(path: &Path) -> Result<Secret, PasswordError> {
     if value.is_empty() {
         return Err(PasswordError::Empty("PASSWORD_FILE"));
     }
-    Ok(Secret::new(value.to_string()))
+    Ok(SecretString::from(value.to_string()))
 }
 
 #[cfg(test)]
@@ -129,15 +106,16 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_value() {
-        let s = Secret::new("MYPASSWORD".into());
-        assert_eq!(format!("{s:?}"), "[redacted]");
-        let password = Password::fixed(s);
-        assert!(!format!("{password:?}").contains("MYPASSWORD"));
+        let password = Password::fixed("MYPASSWORD".into());
+        assert!(
+            !format!("{password:?}").contains("MYPASSWORD"),
+            "{password:?}"
+        );
     }
 
     #[test]
     fn comparison_accepts_only_the_exact_value() {
-        let password = Password::fixed(Secret::new("MYPASSWORD".into()));
+        let password = Password::fixed("MYPASSWORD".into());
         assert!(password.matches(b"MYPASSWORD"));
         assert!(!password.matches(b"MYPASSWORd"));
         assert!(!password.matches(b"MYPASSWORDX"));

@@ -16,6 +16,7 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, RedisConnectionInfo, RedisResult};
+use secrecy::ExposeSecret;
 
 use super::coalesce::AddBy;
 use super::{Result, StoreError};
@@ -50,9 +51,11 @@ impl Redis {
     pub(super) fn new(target: &RedisTarget, key: String, wait: (u32, Duration)) -> Result<Self> {
         let source = match target {
             // The error text could echo the URL; keep it out of logs.
-            RedisTarget::Url(url) => Source::Url(Client::open(url.expose()).map_err(|e| {
-                StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind()))
-            })?),
+            RedisTarget::Url(url) => {
+                Source::Url(Client::open(url.expose_secret()).map_err(|e| {
+                    StoreError::Unavailable(format!("invalid Redis URL ({:?})", e.kind()))
+                })?)
+            }
             RedisTarget::Sentinel {
                 sentinels,
                 master,
@@ -60,7 +63,7 @@ impl Redis {
             } => {
                 let mut node = RedisConnectionInfo::default();
                 if let Some(password) = password {
-                    node = node.set_password(password.expose());
+                    node = node.set_password(password.expose_secret());
                 }
                 let client = SentinelClient::build(
                     sentinels.iter().map(|s| format!("redis://{s}")).collect(),

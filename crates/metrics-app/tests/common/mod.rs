@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use metrics_app::config::{Cli, Config};
-use metrics_app::{Listeners, Password, Secret};
+use metrics_app::{Listeners, Password};
 
 pub use testkit::PASSWORD;
 pub use testkit::http::client;
@@ -27,7 +27,7 @@ pub fn config_with_password(args: &[&str], password: &str) -> Config {
     full.extend_from_slice(args);
     Cli::try_parse_from(full)
         .unwrap()
-        .validate(Password::fixed(Secret::new(password.into())))
+        .validate(Password::fixed(password.into()))
         .unwrap()
 }
 
