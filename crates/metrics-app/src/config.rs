@@ -171,13 +171,9 @@ pub enum LogFormat {
 /// Checked store configuration.
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
-    /// In-process counter.
     Memory,
-    /// Shared Redis counter.
     Redis {
-        /// Where the primary is.
         target: RedisTarget,
-        /// Key holding the counter.
         key: String,
         /// Replicas that must have each batch before it is answered (0: none), and for how long.
         wait: (u32, Duration),
@@ -187,15 +183,13 @@ pub enum StoreConfig {
 /// How the service finds the Redis primary.
 #[derive(Debug, Clone)]
 pub enum RedisTarget {
-    /// One server (may contain a password, so it is never logged).
+    /// One server; the URL may contain a password.
     Url(SecretString),
-    /// Whichever server the Sentinels name as the primary of `master`.
+    /// Whichever server the Sentinels (`HOST:PORT` each) name as the primary of `master`, with
+    /// the password of the data servers, if they require one.
     Sentinel {
-        /// HOST:PORT of each Sentinel.
         sentinels: Vec<String>,
-        /// The monitored primary's name.
         master: String,
-        /// Password of the data servers, if they require one.
         password: Option<SecretString>,
     },
 }
@@ -205,14 +199,11 @@ pub enum RedisTarget {
 pub struct Config {
     /// Listeners, logging, timeouts and limits, as parsed.
     pub options: Options,
-    /// Counter store.
-    pub store: StoreConfig,
+    pub(crate) store: StoreConfig,
     /// Name of this instance, sent in `X-Instance`.
-    pub instance: String,
-    /// Active fault modes.
-    pub faults: Faults,
-    /// Admin password.
-    pub password: Password,
+    pub(crate) instance: String,
+    pub(crate) faults: Faults,
+    pub(crate) password: Password,
 }
 
 /// A combination of flags that cannot work together.

@@ -39,11 +39,11 @@ impl FromStr for Faults {
         let accepted = "slow-even[=DURATION] (e.g. slow-even=21s) or leak[=MB] (e.g. leak=100)";
         let slow_even = |d| Self {
             slow_even: Some(d),
-            leak_mb: None,
+            ..Self::default()
         };
         let leak = |mb| Self {
-            slow_even: None,
             leak_mb: Some(mb),
+            ..Self::default()
         };
         match raw
             .split_once('=')
@@ -80,14 +80,6 @@ impl Faults {
     /// True when no fault mode is on (the normal, correct service).
     pub fn is_empty(&self) -> bool {
         self.slow_even.is_none() && self.leak_mb.is_none()
-    }
-
-    /// Every known mode with whether it is on, for `metrics_app_fault_active`.
-    pub fn modes(&self) -> [(&'static str, bool); 2] {
-        [
-            ("slow-even", self.slow_even.is_some()),
-            ("leak", self.leak_mb.is_some()),
-        ]
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! Each module uses only the ones listed before it:
-//! - `duration`, [`config`]: flags and environment, validated into a [`config::Config`];
+//! - `duration`, `config`: flags and environment, validated into a [`Config`];
 //!   `secret`: the admin password; `faults`: the opt-in fault modes.
 //! - `metrics`: the Prometheus registry and the process collector; `store`: the counter
 //!   backends (in-process atomic, Redis `INCRBY`); `logging`: tracing set-up with a reloadable
@@ -17,7 +17,7 @@
 //! - `server`: listeners, connection budgets, drain and graceful shutdown.
 //! - this file: [`run`], which puts them together.
 
-pub mod config;
+mod config;
 mod duration;
 mod faults;
 mod http;
@@ -30,26 +30,15 @@ mod store;
 
 use std::future::Future;
 
+pub use config::{Cli, Command, Config, ConfigError};
 pub use faults::burn_cpu;
 pub use http::App;
-pub use logging::{FilterRejected, LogControl, init as init_logging};
+pub use logging::{LogControl, init as init_logging};
 pub use secrecy::SecretString;
 pub use secret::{Password, PasswordError, load_password};
 pub use server::{Listeners, Stopped};
 pub use state::AppState;
 pub use store::StoreError;
-
-use config::Config;
-
-/// Builds the shared state from a checked configuration. Must run inside a tokio runtime.
-pub fn build_state(
-    config: &Config,
-    log_control: Option<LogControl>,
-) -> Result<AppState, StoreError> {
-    let metrics = metrics::Metrics::new(&config.faults);
-    let store = store::Store::new(&config.store, metrics.clone())?;
-    Ok(AppState::new(config, store, metrics, log_control))
-}
 
 /// Runs the whole service on `listeners` until `shutdown` resolves, then drains and stops.
 pub async fn run(
@@ -58,7 +47,7 @@ pub async fn run(
     log_control: Option<LogControl>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Stopped, StoreError> {
-    let state = build_state(&config, log_control)?;
+    let state = AppState::new(&config, log_control)?;
     announce(&config);
     Ok(server::run(listeners, state, &config.options, shutdown).await)
 }

@@ -8,8 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use metrics_app::config::{Cli, Command, Config};
-use metrics_app::{Listeners, Stopped};
+use metrics_app::{Cli, Command, Config, Listeners, Stopped};
 use tokio::net::TcpListener;
 
 /// jemalloc rather than the system allocator: fewer instructions per request and the smallest

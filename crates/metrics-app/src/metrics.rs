@@ -111,7 +111,10 @@ impl Metrics {
             "metrics_app_fault_active",
             "1 when the fault mode reproducing a historical bug is switched on",
         );
-        for (mode, on) in faults.modes() {
+        for (mode, on) in [
+            ("slow-even", faults.slow_even.is_some()),
+            ("leak", faults.leak_mb.is_some()),
+        ] {
             fault_active
                 .get_or_create(&[("mode", mode)])
                 .set(i64::from(on));

@@ -13,7 +13,7 @@ use crate::faults::{Burners, Faults, Leak};
 use crate::logging::LogControl;
 use crate::metrics::Metrics;
 use crate::secret::Password;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Admin requests one client address may make in a burst, and per second after that: enough
 /// for a person or a script, while a password guesser gets one guess per second.
@@ -53,19 +53,16 @@ pub struct Shared {
 }
 
 impl AppState {
-    /// Builds the state around `store` and `metrics` from a checked configuration (which
-    /// makes sure the instance name is a valid header value).
-    pub fn new(
-        config: &Config,
-        store: Store,
-        metrics: Metrics,
-        log_control: Option<LogControl>,
-    ) -> Self {
+    /// Builds the state, its metrics and its store from a checked configuration (which makes
+    /// sure the instance name is a valid header value). Must run inside a tokio runtime.
+    pub fn new(config: &Config, log_control: Option<LogControl>) -> Result<Self, StoreError> {
+        let metrics = Metrics::new(&config.faults);
+        let store = Store::new(&config.store, metrics.clone())?;
         let instance = HeaderValue::from_str(&config.instance)
             .unwrap_or_else(|_| HeaderValue::from_static("metrics-app"));
         let quota = Quota::per_second(NonZeroU32::new(ADMIN_PER_SECOND).unwrap_or(NonZeroU32::MIN))
             .allow_burst(NonZeroU32::new(ADMIN_BURST).unwrap_or(NonZeroU32::MIN));
-        Self(Arc::new(Shared {
+        Ok(Self(Arc::new(Shared {
             store,
             metrics,
             instance,
@@ -77,7 +74,7 @@ impl AppState {
             access_log: config.options.access_log,
             admin_limiter: RateLimiter::keyed(quota),
             draining: AtomicBool::new(false),
-        }))
+        })))
     }
 
     /// Counts an admin request from `client`; `false` when that address has used up its

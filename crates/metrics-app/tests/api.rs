@@ -25,7 +25,7 @@ fn router() -> App {
 }
 
 fn app_with(control: Option<metrics_app::LogControl>) -> App {
-    let state = metrics_app::build_state(&config(&[]), control).unwrap();
+    let state = metrics_app::AppState::new(&config(&[]), control).unwrap();
     App {
         public: metrics_app::App::public(state.clone(), Duration::from_secs(10)),
         management: metrics_app::App::management(state),

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
@@ -94,7 +94,7 @@ pub(super) async fn set_log_level(
     let client = client(&request);
     authorize(&state, request.headers(), client)?;
     let body = read_body(request.into_body()).await?;
-    let filter = parse_filter(&body).map_err(|e| AppError::BadRequest(e.to_string()))?;
+    let filter = parse_filter(&body).map_err(|e| bad_request(&e.to_string()))?;
     let Some(control) = &state.log_control else {
         return Err(AppError::Internal(
             "log level control is not installed".into(),
@@ -111,20 +111,25 @@ async fn read_body(body: Body) -> Result<String, AppError> {
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|error| {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-            while let Some(e) = source {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    return AppError::TooLarge;
-                }
-                if e.is::<tower_http::timeout::TimeoutError>() {
-                    return AppError::BodyTimeout;
-                }
-                source = e.source();
+            let top: &(dyn std::error::Error + 'static) = &error;
+            let causes = || std::iter::successors(Some(top), |e| e.source());
+            if causes().any(|e| e.is::<http_body_util::LengthLimitError>()) {
+                AppError::Refused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large".into(),
+                )
+            } else if causes().any(|e| e.is::<tower_http::timeout::TimeoutError>()) {
+                AppError::Refused(StatusCode::REQUEST_TIMEOUT, "request body timed out".into())
+            } else {
+                bad_request("the request body could not be read")
             }
-            AppError::BadRequest("the request body could not be read".into())
         })?;
     String::from_utf8(bytes.to_vec())
-        .map_err(|_| AppError::BadRequest("the request body must be UTF-8 text".into()))
+        .map_err(|_| bad_request("the request body must be UTF-8 text"))
+}
+
+fn bad_request(reason: &str) -> AppError {
+    AppError::Refused(StatusCode::BAD_REQUEST, reason.into())
 }
 
 #[cfg(test)]

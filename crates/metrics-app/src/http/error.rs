@@ -20,15 +20,9 @@ pub enum AppError {
     /// The client sent too many admin requests recently.
     #[error("too many requests")]
     RateLimited,
-    /// The request is understood but its content is not acceptable.
-    #[error("bad request: {0}")]
-    BadRequest(String),
-    /// The request body is longer than the endpoint accepts.
-    #[error("request body too large")]
-    TooLarge,
-    /// The request body did not arrive in time.
-    #[error("request body timed out")]
-    BodyTimeout,
+    /// The request cannot be served as sent (400, 408, 413), with the reason for the client.
+    #[error("refused ({0}): {1}")]
+    Refused(StatusCode, String),
     /// Something failed that the client cannot fix.
     #[error("internal error: {0}")]
     Internal(String),
@@ -70,13 +64,7 @@ impl IntoResponse for AppError {
                 "too many admin requests",
             )
                 .into_response(),
-            AppError::BadRequest(message) => (StatusCode::BAD_REQUEST, message).into_response(),
-            AppError::TooLarge => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response()
-            }
-            AppError::BodyTimeout => {
-                (StatusCode::REQUEST_TIMEOUT, "request body timed out").into_response()
-            }
+            AppError::Refused(status, reason) => (status, reason).into_response(),
             AppError::Internal(error) => {
                 tracing::error!(%error, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()

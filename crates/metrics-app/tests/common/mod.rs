@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use metrics_app::config::{Cli, Config};
-use metrics_app::{Listeners, Password};
+use metrics_app::{Cli, Config, Listeners, Password};
 
 pub use testkit::PASSWORD;
 pub use testkit::http::client;
