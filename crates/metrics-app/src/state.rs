@@ -28,25 +28,18 @@ pub struct AppState(Arc<Shared>);
 
 /// The shared state itself.
 pub struct Shared {
-    /// Where counter values come from.
     pub store: Store,
-    /// Every exported metric.
     pub metrics: Metrics,
     /// This instance's name, ready to put in the `X-Instance` header.
     pub instance: HeaderValue,
-    /// Admin password.
     pub password: Password,
-    /// Active fault modes (fixed at start-up).
     pub faults: Faults,
-    /// Memory retained by the `leak` fault.
     pub leak: Leak,
     /// Child processes started by the `slow-even` fault, ended at shutdown.
     pub burners: Burners,
     /// Run-time log filter control, when the binary installed one.
     pub log_control: Option<LogControl>,
-    /// Whether one access event is logged per request.
     pub access_log: bool,
-    /// Admin requests per client address.
     admin_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Set once shutdown begins: `/readyz` then answers 503 so traffic moves elsewhere.
     draining: AtomicBool,

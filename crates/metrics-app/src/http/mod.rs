@@ -22,7 +22,7 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::http::{Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodRouter, get, post, put};
 use http_body::Body as _;
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
@@ -35,10 +35,14 @@ use crate::state::AppState;
 pub struct App {
     router: Router,
     state: AppState,
-    /// The route templates this listener answers: the `route` label of its metrics.
-    routes: &'static [&'static str],
+    /// The paths this listener answers, which are also the `route` label of its metrics: every
+    /// route is a plain path, so a route's template is the path it answers.
+    routes: Arc<[&'static str]>,
     /// The metric series of `GET`s answered 200, one per route.
     hot: Arc<[OnceLock<observe::Series>]>,
+    /// Probes and scrapes arrive every few seconds for ever: their access events are logged at
+    /// debug unless they fail.
+    quiet: bool,
 }
 
 impl App {
@@ -50,36 +54,49 @@ impl App {
             let state = state.clone();
             move || counter::counter(state.clone())
         };
-        let router = Router::new()
-            .route("/", get(counter::root))
-            .route("/counter", get(counter).head(counter::counter_head))
-            .route("/admin/counter/reset", post(admin::reset_counter))
-            .route(
+        let body_timeout = RequestBodyTimeoutLayer::new(body_read_timeout);
+        let routes = [
+            ("/", get(counter::root)),
+            ("/counter", get(counter).head(counter::counter_head)),
+            ("/admin/counter/reset", post(admin::reset_counter)),
+            (
                 "/admin/log-level",
-                put(admin::set_log_level).layer(RequestBodyTimeoutLayer::new(body_read_timeout)),
-            );
-        Self::new(router, state, &observe::PUBLIC_ROUTES)
+                put(admin::set_log_level).layer(body_timeout),
+            ),
+        ];
+        Self::new(state, routes, false)
     }
 
     /// The management application: liveness, readiness and metrics.
     pub fn management(state: AppState) -> Self {
-        let router = Router::new()
-            .route("/healthz", get(probes::healthz))
-            .route("/readyz", get(probes::readyz))
-            .route("/metrics", get(probes::metrics));
-        Self::new(router, state, &observe::MANAGEMENT_ROUTES)
+        let routes = [
+            ("/healthz", get(probes::healthz)),
+            ("/readyz", get(probes::readyz)),
+            ("/metrics", get(probes::metrics)),
+        ];
+        Self::new(state, routes, true)
     }
 
-    fn new(router: Router<AppState>, state: AppState, routes: &'static [&'static str]) -> Self {
-        let router = router
+    fn new<const N: usize>(
+        state: AppState,
+        routes: [(&'static str, MethodRouter<AppState>); N],
+        quiet: bool,
+    ) -> Self {
+        let paths = routes.iter().map(|(path, _)| *path).collect();
+        let router = routes
+            .into_iter()
+            .fold(Router::new(), |router, (path, route)| {
+                router.route(path, route)
+            })
             .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
             .with_state(state.clone());
-        let hot = routes.iter().map(|_| OnceLock::new()).collect();
+        let hot = (0..N).map(|_| OnceLock::new()).collect();
         Self {
             router,
             state,
-            routes,
+            routes: paths,
             hot,
+            quiet,
         }
     }
 
@@ -157,7 +174,8 @@ impl App {
             None => record(&series()),
         }
         if state.access_log {
-            observe::log_access(state, status, route, &method, elapsed, &request_id);
+            let quiet = self.quiet && status.as_u16() < 400;
+            observe::log_access(state, quiet, status, route, &method, elapsed, &request_id);
         }
         let headers = response.headers_mut();
         headers.insert(observe::X_REQUEST_ID.clone(), request_id);

@@ -19,13 +19,6 @@ pub(super) static X_INSTANCE: HeaderName = HeaderName::from_static("x-instance")
 /// Header correlating a request across the proxy, the service and the logs.
 pub(super) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Route templates of each router, which are also the `route` label of the metrics (a test
-/// checks that every route the routers answer is here). All are plain paths, so the path a
-/// route answers is its template.
-pub(super) const PUBLIC_ROUTES: [&str; 4] =
-    ["/", "/counter", "/admin/counter/reset", "/admin/log-level"];
-pub(super) const MANAGEMENT_ROUTES: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
-
 /// Route label of requests that matched no route.
 pub(crate) const UNMATCHED: &str = "unmatched";
 
@@ -35,10 +28,10 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 /// The request counter and latency histogram of one label set.
 pub(super) type Series = (Counter, Histogram);
 
-/// The access event of an answered request. Probes and scrapes arrive every few seconds for
-/// ever: they log at debug unless they fail.
+/// The access event of an answered request, at debug when `quiet`, else at info.
 pub(super) fn log_access(
     state: &AppState,
+    quiet: bool,
     status: StatusCode,
     route: &str,
     method: &Method,
@@ -54,7 +47,7 @@ pub(super) fn log_access(
             tracing::event!(target: "access", $level, method = method.as_str(), route, status, latency_ms, instance, request_id, "request")
         };
     }
-    if MANAGEMENT_ROUTES.contains(&route) && status < 400 {
+    if quiet {
         access!(Level::DEBUG);
     } else {
         access!(Level::INFO);
