@@ -44,18 +44,8 @@ pub fn method_label(method: &http::Method) -> &'static str {
     KNOWN.into_iter().find(|k| *k == name).unwrap_or("OTHER")
 }
 
-/// Label of the per-listener connection metrics.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ListenerLabels {
-    pub listener: &'static str,
-}
-
-/// Labels of the store metrics.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StoreLabels {
-    pub store: &'static str,
-    pub operation: &'static str,
-}
+/// Labels of the store metrics: `store` and `operation`.
+pub type StoreLabels = [(&'static str, &'static str); 2];
 
 /// Handles of the metrics that change at run time (their help is in [`Metrics::new`]), and the
 /// registry that holds every metric. Cheap to clone: the handles share their values.
@@ -71,7 +61,8 @@ pub struct Metrics {
     pub draining: Gauge,
     pub leaked_bytes: Gauge<u64, AtomicU64>,
     pub fault_children_started: Counter,
-    pub connections_shed: Family<ListenerLabels, Counter>,
+    /// By `listener`.
+    pub connections_shed: Family<[(&'static str, &'static str); 1], Counter>,
     pub admin_rate_limited: Counter,
     registry: Arc<Registry>,
 }

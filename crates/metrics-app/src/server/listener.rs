@@ -12,7 +12,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
 use crate::http::App;
-use crate::metrics::ListenerLabels;
 use crate::state::AppState;
 
 /// Largest request head (request line plus headers) accepted.
@@ -63,9 +62,7 @@ impl Listener {
         let shed = state
             .metrics
             .connections_shed
-            .get_or_create(&ListenerLabels {
-                listener: self.name,
-            })
+            .get_or_create(&[("listener", self.name)])
             .clone();
         loop {
             let (stream, peer) = tokio::select! {

@@ -85,7 +85,7 @@ impl Store {
         };
         let store = backend.kind();
         let op = |operation| {
-            let labels = StoreLabels { store, operation };
+            let labels: StoreLabels = [("store", store), ("operation", operation)];
             OpMetrics {
                 duration: metrics.store_duration.get_or_create(&labels).clone(),
                 errors: metrics.store_errors.get_or_create(&labels).clone(),
