@@ -15,10 +15,9 @@ use crate::metrics::Metrics;
 use crate::secret::Password;
 use crate::store::{Store, StoreError};
 
-/// Admin requests one client address may make in a burst, and per second after that: enough
-/// for a person or a script, while a password guesser gets one guess per second.
-const ADMIN_BURST: u32 = 10;
-const ADMIN_PER_SECOND: u32 = 1;
+/// Admin requests one client address may make in a burst, then one per second: enough for a
+/// person or a script, while a password guesser gets one guess per second.
+const ADMIN_BURST: NonZeroU32 = NonZeroU32::new(10).expect("10 is not zero");
 /// Client addresses remembered by the admin rate limiter before stale ones are forgotten.
 const ADMIN_LIMITER_KEYS: usize = 10_000;
 
@@ -53,8 +52,7 @@ impl AppState {
         let store = Store::new(&config.store, metrics.clone())?;
         let instance = HeaderValue::from_str(&config.instance)
             .unwrap_or_else(|_| HeaderValue::from_static("metrics-app"));
-        let quota = Quota::per_second(NonZeroU32::new(ADMIN_PER_SECOND).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(ADMIN_BURST).unwrap_or(NonZeroU32::MIN));
+        let quota = Quota::per_second(NonZeroU32::MIN).allow_burst(ADMIN_BURST);
         Ok(Self(Arc::new(Shared {
             store,
             metrics,
