@@ -166,7 +166,6 @@ pub fn burn_cpu(seconds: u64, parent: Option<u32>) {
     let deadline = std::time::Instant::now() + Duration::from_secs(seconds);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     while std::time::Instant::now() < deadline {
-        #[cfg(unix)]
         if parent.is_some_and(|p| p != std::os::unix::process::parent_id()) {
             return;
         }

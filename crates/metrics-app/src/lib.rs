@@ -17,6 +17,9 @@
 //! - `server`: listeners, connection budgets, drain and graceful shutdown.
 //! - this file: [`run`], which puts them together.
 
+#[cfg(not(unix))]
+compile_error!("metrics-app runs on Linux (its image) and macOS: it relies on unix signals");
+
 mod config;
 mod duration;
 mod faults;

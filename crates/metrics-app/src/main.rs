@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 
 /// jemalloc rather than the system allocator: fewer instructions per request and the smallest
 /// resident set of the allocators measured (`bench/README.md`).
-#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -77,7 +76,6 @@ async fn listen(name: &str, address: SocketAddr) -> anyhow::Result<TcpListener> 
 }
 
 /// Which signals stop the service and which are only noted.
-#[cfg(unix)]
 mod signals {
     use tokio::signal::unix::{SignalKind, signal};
 
@@ -117,19 +115,6 @@ mod signals {
                 _ = quit.recv() => "SIGQUIT",
             };
             tracing::info!(signal = name, "shutdown signal received");
-        })
-    }
-}
-
-/// Resolves on ctrl-c.
-#[cfg(not(unix))]
-mod signals {
-    pub(crate) fn shutdown() -> std::io::Result<impl std::future::Future<Output = ()>> {
-        Ok(async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tracing::info!(signal = "ctrl-c", "shutdown signal received");
         })
     }
 }
