@@ -21,6 +21,8 @@ pub enum OutputFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DiagnoseArgs {
     /// URL to probe, e.g. http://metrics-app.localtest.me/counter
+    // The doc comment is the --help text, where a plain URL reads best.
+    #[allow(rustdoc::bare_urls)]
     pub url: String,
     /// Most requests to send (the probe stops earlier once the verdict is certain).
     #[arg(long, default_value_t = 40)]

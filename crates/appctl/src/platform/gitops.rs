@@ -515,7 +515,7 @@ fn main_clone(git: &GitServer, r: &dyn Runner, depth: Option<u32>) -> Result<Rep
     })
 }
 
-/// [`commit_images`]'s commit in the repository of `git`: the commit and its message, or
+/// `commit_images`'s commit in the repository of `git`: the commit and its message, or
 /// `None` when the file already says it. `kept`: `Some(file before the push)` when this run
 /// pushed (`Some(None)`: the first push), `None` to keep the images the file has.
 pub fn deploy_commit(
@@ -549,7 +549,7 @@ pub(super) async fn promote(
     promote_commit(&GitServer::connect(c, false).await?, r, from, to)
 }
 
-/// [`promote`] in the repository of `git`.
+/// `promote` in the repository of `git`.
 pub fn promote_commit(
     git: &GitServer,
     r: &dyn Runner,
@@ -574,7 +574,7 @@ pub(super) async fn revert_promotion(
     revert_commit(&GitServer::connect(c, false).await?, r, env)
 }
 
-/// [`revert_promotion`] in the repository of `git`.
+/// `revert_promotion` in the repository of `git`.
 pub fn revert_commit(git: &GitServer, r: &dyn Runner, env: &str) -> Result<(String, String)> {
     // The whole history: the promotion may be many commits back.
     let clone = main_clone(git, r, None)?;

@@ -13,6 +13,8 @@ use super::{Error, Result};
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
     /// URL to load, e.g. http://prod.metrics-app.localtest.me/counter
+    // The doc comment is the --help text, where a plain URL reads best.
+    #[allow(rustdoc::bare_urls)]
     pub url: String,
     /// Requests per second (open loop).
     #[arg(long, conflicts_with = "concurrency")]

@@ -87,7 +87,7 @@ pub fn summary(samples: &[Sample]) -> Option<Summary> {
 }
 
 /// Finds two modes: the largest ratio between neighbouring sorted latencies, if it is at least
-/// [`MODE_RATIO`] and [`MODE_GAP_MS`] wide and each side holds two or more requests.
+/// `MODE_RATIO` and `MODE_GAP_MS` wide and each side holds two or more requests.
 pub fn split(latencies: &[f64]) -> Option<Split> {
     let mut v = latencies.to_vec();
     v.sort_by(f64::total_cmp);

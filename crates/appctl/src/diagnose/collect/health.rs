@@ -112,7 +112,7 @@ const WATCH_ROUNDS: usize = 400;
 const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 /// Checks every URL in `urls` once per round, each on its own connection, until `stop` is
-/// set (and once more after it), at most [`WATCH_ROUNDS`] rounds.
+/// set (and once more after it), at most `WATCH_ROUNDS` rounds.
 pub async fn watch(
     urls: Vec<(String, String)>,
     timeout: Duration,
@@ -139,7 +139,7 @@ pub async fn watch(
     series
 }
 
-/// `rounds` checks of each URL, [`WATCH_EVERY`] apart (for probes found after the probe, in
+/// `rounds` checks of each URL, `WATCH_EVERY` apart (for probes found after the probe, in
 /// the pod spec).
 pub async fn sample(
     urls: Vec<(String, String)>,
