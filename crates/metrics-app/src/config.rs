@@ -32,48 +32,48 @@ pub struct Cli {
 
     /// Where the counter lives: `memory` (this process only) or `redis` (shared by all replicas).
     #[arg(long, env = "STORE", value_enum, default_value_t = StoreKind::Memory)]
-    pub store: StoreKind,
+    pub(crate) store: StoreKind,
 
     /// Redis URL, required with `--store redis` (e.g. redis://127.0.0.1:6379/0).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
+    pub(crate) redis_url: Option<String>,
 
     /// Redis Sentinels (comma-separated HOST:PORT, e.g. redis-ha:26379) that name the primary,
     /// instead of a fixed `--redis-url`; after a failover the service follows the new primary.
     #[arg(long, env = "REDIS_SENTINELS", value_delimiter = ',', value_parser = host_port)]
-    pub redis_sentinels: Vec<String>,
+    pub(crate) redis_sentinels: Vec<String>,
 
     /// The primary's name as the Sentinels know it (`sentinel monitor NAME ...`).
     #[arg(long, env = "REDIS_SENTINEL_MASTER", default_value = "mymaster", value_parser = NonEmptyStringValueParser::new())]
-    pub redis_sentinel_master: String,
+    pub(crate) redis_sentinel_master: String,
 
     /// Password of the Redis servers found through `--redis-sentinels` (with `--redis-url`, put
     /// it in the URL). The Sentinels themselves are asked without one.
     #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
-    pub redis_password: Option<String>,
+    pub(crate) redis_password: Option<String>,
 
     /// Redis key holding the counter.
     #[arg(long, env = "REDIS_KEY", default_value = "metrics-app:counter", value_parser = NonEmptyStringValueParser::new())]
-    pub redis_key: String,
+    pub(crate) redis_key: String,
 
     /// After each batch of increments, wait until this many replicas have it before answering
     /// (Redis `WAIT`), so a replica promoted after a failover never hands out a value twice.
     /// 0 turns it off; it needs that many replicas attached, or `/counter` answers 503.
     #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=16))]
-    pub redis_wait_replicas: u32,
+    pub(crate) redis_wait_replicas: u32,
 
     /// How long `--redis-wait-replicas` waits for the replicas before the batch fails with 503.
     #[arg(long, env = "REDIS_WAIT_TIMEOUT", default_value = "100ms", value_parser = duration_in(Duration::from_millis(10)..=Duration::from_millis(500)))]
-    pub redis_wait_timeout: Duration,
+    pub(crate) redis_wait_timeout: Duration,
 
     /// Instance name for the X-Instance header and logs [default: $POD_NAME, else the host name].
     #[arg(long, env = "INSTANCE", value_parser = instance_name)]
-    pub instance: Option<String>,
+    pub(crate) instance: Option<String>,
 
     /// Fault mode reproducing a historical bug (repeatable): `slow-even[=DURATION]`, `leak[=MB]`.
     /// Off by default; never switchable at run time.
     #[arg(long = "fault", env = "FAULTS", value_delimiter = ',', value_parser = |raw: &str| raw.trim().parse::<Faults>())]
-    pub faults: Vec<Faults>,
+    pub(crate) faults: Vec<Faults>,
 
     /// File holding the admin password (a mounted Secret), re-read when it changes; a trailing
     /// newline is trimmed.
@@ -152,7 +152,7 @@ pub enum Command {
 
 /// Counter store selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StoreKind {
+pub(crate) enum StoreKind {
     /// An in-process atomic: zero setup, one sequence per process.
     Memory,
     /// Atomic INCR on a Redis key: one sequence shared by every replica.
@@ -170,7 +170,7 @@ pub enum LogFormat {
 
 /// Checked store configuration.
 #[derive(Debug, Clone)]
-pub enum StoreConfig {
+pub(crate) enum StoreConfig {
     Memory,
     Redis {
         target: RedisTarget,
@@ -182,7 +182,7 @@ pub enum StoreConfig {
 
 /// How the service finds the Redis primary.
 #[derive(Debug, Clone)]
-pub enum RedisTarget {
+pub(crate) enum RedisTarget {
     /// One server; the URL may contain a password.
     Url(SecretString),
     /// Whichever server the Sentinels (`HOST:PORT` each) name as the primary of `master`, with

@@ -13,9 +13,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// Default wait of `slow-even`, as measured by the users on the original.
-pub const DEFAULT_SLOW_EVEN: Duration = Duration::from_secs(21);
+pub(crate) const DEFAULT_SLOW_EVEN: Duration = Duration::from_secs(21);
 /// Default megabytes retained per request by `leak`.
-pub const DEFAULT_LEAK_MB: u64 = 100;
+pub(crate) const DEFAULT_LEAK_MB: u64 = 100;
 /// Burner processes started per slow request (the original showed several at ~80% CPU each).
 const BURNERS_PER_SLOW_REQUEST: usize = 2;
 /// Burners live three times the request's wait, capped so a demo never runs away for good.
@@ -23,11 +23,11 @@ const MAX_BURN: Duration = Duration::from_secs(600);
 
 /// The active fault modes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Faults {
+pub(crate) struct Faults {
     /// Wait imposed on even counter values, when `slow-even` is on.
-    pub slow_even: Option<Duration>,
+    pub(crate) slow_even: Option<Duration>,
     /// Megabytes retained per `/counter` request, when `leak` is on.
-    pub leak_mb: Option<u64>,
+    pub(crate) leak_mb: Option<u64>,
 }
 
 /// One `--fault` value, `slow-even[=DURATION]` or `leak[=MB]`: the one mode it switches on.
@@ -68,7 +68,7 @@ impl FromStr for Faults {
 
 impl Faults {
     /// Combines `--fault` values; for a mode given more than once, the last value wins.
-    pub fn combine(values: Vec<Self>) -> Self {
+    pub(crate) fn combine(values: Vec<Self>) -> Self {
         values
             .into_iter()
             .fold(Self::default(), |earlier, later| Self {
@@ -78,21 +78,21 @@ impl Faults {
     }
 
     /// True when no fault mode is on (the normal, correct service).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.slow_even.is_none() && self.leak_mb.is_none()
     }
 }
 
 /// Memory retained by the `leak` fault: it only grows, until the process is killed.
 #[derive(Debug, Default)]
-pub struct Leak {
+pub(crate) struct Leak {
     chunks: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Leak {
     /// Allocates `mb` megabytes, writes every page so it is resident (not just reserved), keeps
     /// it forever, and returns the total retained bytes.
-    pub fn retain(&self, mb: u64) -> u64 {
+    pub(crate) fn retain(&self, mb: u64) -> u64 {
         let bytes = usize::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         // Non-zero filling defeats the zero-page optimisation, so RSS really grows.
         let chunk = vec![0xA5u8; bytes];
@@ -103,7 +103,7 @@ impl Leak {
 }
 
 /// How long the burners of one slow request run.
-pub fn burn_duration(wait: Duration) -> Duration {
+pub(crate) fn burn_duration(wait: Duration) -> Duration {
     (wait * 3).min(MAX_BURN)
 }
 
@@ -112,7 +112,7 @@ pub fn burn_duration(wait: Duration) -> Duration {
 /// ends them at shutdown, and each burner also exits by itself when its parent is gone (a
 /// crash or SIGKILL of the service) or after [`burn_duration`].
 #[derive(Debug, Default)]
-pub struct Burners {
+pub(crate) struct Burners {
     /// Started with `kill_on_drop`: dropping one kills it.
     children: Mutex<Vec<tokio::process::Child>>,
 }
@@ -120,7 +120,7 @@ pub struct Burners {
 impl Burners {
     /// Starts the burners of one slow request: copies of this binary running the hidden
     /// `burn-cpu` subcommand. Returns how many started. Must run inside the tokio runtime.
-    pub fn spawn(&self, wait: Duration) -> usize {
+    pub(crate) fn spawn(&self, wait: Duration) -> usize {
         let Ok(exe) = std::env::current_exe() else {
             tracing::warn!("slow-even: cannot find the own executable; no burner started");
             return 0;
@@ -147,7 +147,7 @@ impl Burners {
     }
 
     /// Kills every burner still running; returns how many were.
-    pub fn stop_all(&self) -> usize {
+    pub(crate) fn stop_all(&self) -> usize {
         self.running().drain(..).count()
     }
 

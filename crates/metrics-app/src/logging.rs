@@ -68,7 +68,7 @@ pub fn init(format: LogFormat) -> (LogControl, WorkerGuard) {
 
 /// Why a new log filter was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FilterRejected {
+pub(crate) enum FilterRejected {
     /// Empty, too long, or with control characters (a stray newline).
     #[error(
         "the body must be one line of at most 512 characters, a log filter such as `debug` or `metrics_app=trace,info`"
@@ -90,7 +90,7 @@ pub enum FilterRejected {
 
 /// Checks a filter proposed at run time and builds it. Refuses filters that would enable
 /// nothing: they would silence the service, and the record of who silenced it.
-pub fn parse_filter(directives: &str) -> Result<EnvFilter, FilterRejected> {
+pub(crate) fn parse_filter(directives: &str) -> Result<EnvFilter, FilterRejected> {
     let directives = directives.trim();
     if directives.is_empty() || directives.len() > 512 || directives.chars().any(char::is_control) {
         return Err(FilterRejected::Malformed);

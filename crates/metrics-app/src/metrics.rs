@@ -31,39 +31,39 @@ const STORE_BUCKETS: [f64; 12] = [
 
 /// Labels of the HTTP request metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
-    pub route: &'static str,
-    pub method: &'static str,
-    pub status: u16,
+pub(crate) struct HttpLabels {
+    pub(crate) route: &'static str,
+    pub(crate) method: &'static str,
+    pub(crate) status: u16,
 }
 
 /// An HTTP method as a bounded label value: the common ones by name, anything else `OTHER`.
-pub fn method_label(method: &http::Method) -> &'static str {
+pub(crate) fn method_label(method: &http::Method) -> &'static str {
     const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
     let name = method.as_str();
     KNOWN.into_iter().find(|k| *k == name).unwrap_or("OTHER")
 }
 
 /// Labels of the store metrics: `store` and `operation`.
-pub type StoreLabels = [(&'static str, &'static str); 2];
+pub(crate) type StoreLabels = [(&'static str, &'static str); 2];
 
 /// Handles of the metrics that change at run time (their help is in [`Metrics::new`]), and the
 /// registry that holds every metric. Cheap to clone: the handles share their values.
 #[derive(Clone, Debug)]
-pub struct Metrics {
-    pub http_requests: Family<HttpLabels, Counter>,
-    pub http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
-    pub http_in_flight: Gauge,
-    pub counter_value: Gauge,
-    pub store_duration: Family<StoreLabels, Histogram, fn() -> Histogram>,
-    pub store_errors: Family<StoreLabels, Counter>,
-    pub ready: Gauge,
-    pub draining: Gauge,
-    pub leaked_bytes: Gauge<u64, AtomicU64>,
-    pub fault_children_started: Counter,
+pub(crate) struct Metrics {
+    pub(crate) http_requests: Family<HttpLabels, Counter>,
+    pub(crate) http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    pub(crate) http_in_flight: Gauge,
+    pub(crate) counter_value: Gauge,
+    pub(crate) store_duration: Family<StoreLabels, Histogram, fn() -> Histogram>,
+    pub(crate) store_errors: Family<StoreLabels, Counter>,
+    pub(crate) ready: Gauge,
+    pub(crate) draining: Gauge,
+    pub(crate) leaked_bytes: Gauge<u64, AtomicU64>,
+    pub(crate) fault_children_started: Counter,
     /// By `listener`.
-    pub connections_shed: Family<[(&'static str, &'static str); 1], Counter>,
-    pub admin_rate_limited: Counter,
+    pub(crate) connections_shed: Family<[(&'static str, &'static str); 1], Counter>,
+    pub(crate) admin_rate_limited: Counter,
     registry: Arc<Registry>,
 }
 
@@ -85,7 +85,7 @@ impl Registrar {
 
 impl Metrics {
     /// Creates and registers every metric.
-    pub fn new(faults: &Faults) -> Self {
+    pub(crate) fn new(faults: &Faults) -> Self {
         let mut r = Registrar::default();
         r.0.register_collector(Box::new(ProcessCollector));
         // Set once here and never changed, so no handle is kept.
@@ -164,7 +164,10 @@ impl Metrics {
     /// OpenMetrics 1.0 text for Prometheus, which asks for it first, and the classic text
     /// format 0.0.4 for everything else (curl, promtool, older scrapers). Returns the
     /// `Content-Type` and the body.
-    pub fn encode(&self, accept: Option<&str>) -> Result<(&'static str, String), std::fmt::Error> {
+    pub(crate) fn encode(
+        &self,
+        accept: Option<&str>,
+    ) -> Result<(&'static str, String), std::fmt::Error> {
         let mut out = String::with_capacity(8 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(match accept {

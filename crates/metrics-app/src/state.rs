@@ -27,18 +27,18 @@ pub struct AppState(Arc<Shared>);
 
 /// The shared state itself.
 pub struct Shared {
-    pub store: Store,
-    pub metrics: Metrics,
+    pub(crate) store: Store,
+    pub(crate) metrics: Metrics,
     /// This instance's name, ready to put in the `X-Instance` header.
-    pub instance: HeaderValue,
-    pub password: Password,
-    pub faults: Faults,
-    pub leak: Leak,
+    pub(crate) instance: HeaderValue,
+    pub(crate) password: Password,
+    pub(crate) faults: Faults,
+    pub(crate) leak: Leak,
     /// Child processes started by the `slow-even` fault, ended at shutdown.
-    pub burners: Burners,
+    pub(crate) burners: Burners,
     /// Run-time log filter control, when the binary installed one.
-    pub log_control: Option<LogControl>,
-    pub access_log: bool,
+    pub(crate) log_control: Option<LogControl>,
+    pub(crate) access_log: bool,
     admin_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Set once shutdown begins: `/readyz` then answers 503 so traffic moves elsewhere.
     draining: AtomicBool,
@@ -70,7 +70,7 @@ impl AppState {
 
     /// Counts an admin request from `client`; `false` when that address has used up its
     /// allowance for now.
-    pub fn admit_admin_request(&self, client: IpAddr) -> bool {
+    pub(crate) fn admit_admin_request(&self, client: IpAddr) -> bool {
         if self.admin_limiter.len() > ADMIN_LIMITER_KEYS {
             self.admin_limiter.retain_recent();
         }
@@ -78,14 +78,14 @@ impl AppState {
     }
 
     /// Marks the service as draining (irreversible).
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.0.draining.store(true, Ordering::SeqCst);
         self.0.metrics.draining.set(1);
         self.0.metrics.ready.set(0);
     }
 
     /// True once shutdown has begun.
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.0.draining.load(Ordering::SeqCst)
     }
 }

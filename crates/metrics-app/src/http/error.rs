@@ -10,7 +10,7 @@ use crate::store::StoreError;
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub(crate) enum AppError {
     /// The counter store cannot serve; the client should retry later.
     #[error(transparent)]
     Store(#[from] StoreError),

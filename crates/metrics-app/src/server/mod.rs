@@ -26,7 +26,7 @@ use listener::Listener;
 
 /// Connections the management listener serves at once: probes from the kubelet, scrapes from
 /// Prometheus and a few people, never the public's load.
-pub const MANAGEMENT_CONNECTIONS: usize = 64;
+pub(crate) const MANAGEMENT_CONNECTIONS: usize = 64;
 
 /// The two bound listeners.
 #[derive(Debug)]

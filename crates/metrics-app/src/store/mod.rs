@@ -31,10 +31,10 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The counter store used by the handlers.
-pub struct Store {
+pub(crate) struct Store {
     backend: Backend,
     increment: OpMetrics,
     reset: OpMetrics,
@@ -76,7 +76,7 @@ impl OpMetrics {
 impl Store {
     /// Builds the configured backend. Redis connects lazily, so start-up never waits for it and
     /// a Redis outage at start-up only shows as "not ready".
-    pub fn new(config: &StoreConfig, metrics: Metrics) -> Result<Self> {
+    pub(crate) fn new(config: &StoreConfig, metrics: Metrics) -> Result<Self> {
         let backend = match config {
             StoreConfig::Memory => Backend::Memory(AtomicU64::new(0)),
             StoreConfig::Redis { target, key, wait } => Backend::Redis(Coalescer::new(
@@ -100,12 +100,12 @@ impl Store {
     }
 
     /// `memory` or `redis`.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         self.backend.kind()
     }
 
     /// Increments the counter once and returns the new value.
-    pub async fn increment(&self) -> Result<u64> {
+    pub(crate) async fn increment(&self) -> Result<u64> {
         let started = Instant::now();
         let result = match &self.backend {
             // `fetch_add` gives concurrent calls distinct, consecutive values: none lost,
@@ -117,7 +117,7 @@ impl Store {
     }
 
     /// Sets the counter back to zero.
-    pub async fn reset(&self) -> Result<()> {
+    pub(crate) async fn reset(&self) -> Result<()> {
         let started = Instant::now();
         let result = match &self.backend {
             Backend::Memory(last) => {
@@ -130,7 +130,7 @@ impl Store {
     }
 
     /// Checks that the store can serve: reachable, and holding a usable counter.
-    pub async fn check(&self) -> Result<()> {
+    pub(crate) async fn check(&self) -> Result<()> {
         let started = Instant::now();
         let result = match &self.backend {
             Backend::Memory(_) => Ok(()),
