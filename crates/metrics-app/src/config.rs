@@ -171,9 +171,13 @@ pub enum LogFormat {
 /// Checked store configuration.
 #[derive(Debug, Clone)]
 pub(crate) enum StoreConfig {
+    /// The in-process counter.
     Memory,
+    /// The shared Redis counter.
     Redis {
+        /// Where the primary is.
         target: RedisTarget,
+        /// The key holding the counter.
         key: String,
         /// Replicas that must have each batch before it is answered (0: none), and for how long.
         wait: (u32, Duration),
@@ -185,11 +189,13 @@ pub(crate) enum StoreConfig {
 pub(crate) enum RedisTarget {
     /// One server; the URL may contain a password.
     Url(SecretString),
-    /// Whichever server the Sentinels (`HOST:PORT` each) name as the primary of `master`, with
-    /// the password of the data servers, if they require one.
+    /// Whichever server the Sentinels name as the primary of `master`.
     Sentinel {
+        /// `HOST:PORT` of each Sentinel.
         sentinels: Vec<String>,
+        /// The monitored primary's name.
         master: String,
+        /// The data servers' password, if they require one.
         password: Option<SecretString>,
     },
 }
@@ -199,10 +205,13 @@ pub(crate) enum RedisTarget {
 pub struct Config {
     /// Listeners, logging, timeouts and limits, as parsed.
     pub options: Options,
+    /// The counter store.
     pub(crate) store: StoreConfig,
     /// Name of this instance, sent in `X-Instance`.
     pub(crate) instance: String,
+    /// Active fault modes.
     pub(crate) faults: Faults,
+    /// The admin password.
     pub(crate) password: Password,
 }
 

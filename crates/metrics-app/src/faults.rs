@@ -77,6 +77,15 @@ impl Faults {
             })
     }
 
+    /// Every known mode with whether it is on, for `metrics_app_fault_active`: the names live
+    /// here, beside the parser that accepts them.
+    pub(crate) fn modes(&self) -> [(&'static str, bool); 2] {
+        [
+            ("slow-even", self.slow_even.is_some()),
+            ("leak", self.leak_mb.is_some()),
+        ]
+    }
+
     /// True when no fault mode is on (the normal, correct service).
     pub(crate) fn is_empty(&self) -> bool {
         self.slow_even.is_none() && self.leak_mb.is_none()

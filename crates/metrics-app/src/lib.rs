@@ -33,7 +33,7 @@ mod store;
 
 use std::future::Future;
 
-pub use config::{Cli, Command, Config, ConfigError};
+pub use config::{Cli, Command, Config, ConfigError, LogFormat, Options};
 pub use faults::burn_cpu;
 pub use http::App;
 pub use logging::{LogControl, init as init_logging};

@@ -102,10 +102,7 @@ impl Metrics {
             "metrics_app_fault_active",
             "1 when the fault mode reproducing a historical bug is switched on",
         );
-        for (mode, on) in [
-            ("slow-even", faults.slow_even.is_some()),
-            ("leak", faults.leak_mb.is_some()),
-        ] {
+        for (mode, on) in faults.modes() {
             fault_active
                 .get_or_create(&[("mode", mode)])
                 .set(i64::from(on));
@@ -184,14 +181,21 @@ impl Metrics {
 }
 
 /// The standard process metrics (`process_*`), read from the system at each scrape, as
-/// Prometheus's own client libraries do: nothing runs between scrapes, and a request never
-/// waits for them. A figure the platform cannot give is left out rather than shown as zero.
+/// Prometheus's own client libraries do: nothing runs between scrapes, and only the scrape
+/// waits for the reads (a few files under `/proc/self` on Linux). A figure the platform cannot
+/// give is left out rather than shown as zero.
 #[derive(Debug)]
 struct ProcessCollector;
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
         let m = metrics_process::collector::collect();
+        if m.resident_memory_bytes.is_none() {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!("cannot read process statistics: no process_* metrics")
+            });
+        }
         for (name, help, value) in [
             (
                 "process_resident_memory_bytes",
@@ -210,7 +214,7 @@ impl Collector for ProcessCollector {
             ),
             (
                 "process_max_fds",
-                "Maximum number of open file descriptors (0: unlimited)",
+                "Maximum number of open file descriptors",
                 m.max_fds,
             ),
             (
@@ -225,7 +229,7 @@ impl Collector for ProcessCollector {
             ),
         ] {
             if let Some(value) = value {
-                let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+                let gauge = ConstGauge::new(value);
                 gauge.encode(encoder.encode_descriptor(
                     name,
                     help,
@@ -320,7 +324,8 @@ mod tests {
     #[cfg(any(target_os = "linux", target_os = "macos"))]
     #[test]
     fn process_figures_are_read_afresh_at_each_scrape() {
-        let scrape = || Metrics::new(&Faults::default()).encode(None).unwrap().1;
+        let metrics = Metrics::new(&Faults::default());
+        let scrape = || metrics.encode(None).unwrap().1;
         let value = |body: &str, name: &str| -> f64 {
             let line = body
                 .lines()
@@ -329,6 +334,15 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name} missing from {body}"))
         };
         let before = scrape();
+        for name in [
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_threads",
+        ] {
+            assert!(value(&before, name) >= 0.0, "{name} in {before}");
+        }
         assert!(value(&before, "process_resident_memory_bytes") > 100.0 * 1024.0);
         assert!(value(&before, "process_threads") >= 1.0);
         assert!(value(&before, "process_open_fds") >= 1.0);
@@ -339,7 +353,7 @@ mod tests {
             started <= now && now - started < 3600.0,
             "started {started}, now {now}"
         );
-        // Memory made resident after one scrape shows in the next.
+        // Memory made resident after one scrape of the same registry shows in the next.
         let kept = vec![0xA5u8; 64 << 20];
         let after = scrape();
         std::hint::black_box(&kept);

@@ -27,18 +27,25 @@ pub struct AppState(Arc<Shared>);
 
 /// The shared state itself.
 pub struct Shared {
+    /// Where counter values come from.
     pub(crate) store: Store,
+    /// Every exported metric.
     pub(crate) metrics: Metrics,
     /// This instance's name, ready to put in the `X-Instance` header.
     pub(crate) instance: HeaderValue,
+    /// The admin password, re-read from its file at each check.
     pub(crate) password: Password,
+    /// Active fault modes, fixed at start-up.
     pub(crate) faults: Faults,
+    /// Memory retained by the `leak` fault.
     pub(crate) leak: Leak,
     /// Child processes started by the `slow-even` fault, ended at shutdown.
     pub(crate) burners: Burners,
     /// Run-time log filter control, when the binary installed one.
     pub(crate) log_control: Option<LogControl>,
+    /// Whether one access event is logged per request.
     pub(crate) access_log: bool,
+    /// Admin requests per client address.
     admin_limiter: DefaultKeyedRateLimiter<IpAddr>,
     /// Set once shutdown begins: `/readyz` then answers 503 so traffic moves elsewhere.
     draining: AtomicBool,

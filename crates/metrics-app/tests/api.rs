@@ -266,6 +266,14 @@ async fn metrics_parse_and_carry_every_documented_family() {
         "metrics_app_build_info",
         "metrics_app_fault_active",
         "metrics_app_leaked_bytes",
+        // Read at each scrape, so present from the first one.
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_threads",
+        "process_start_time_seconds",
+        "process_cpu_seconds_total",
     ] {
         assert!(
             names.contains(family),

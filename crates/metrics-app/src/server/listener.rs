@@ -84,7 +84,7 @@ impl Listener {
                     let (app, builder, closed) = (app.clone(), builder.clone(), closed.clone());
                     connections.spawn(async move {
                         serve(stream, peer, app, &builder, max_age, closed).await;
-                        // Back to the budget when the connection ends.
+                        // The connection holds its place in the budget for as long as it lives.
                         drop(permit);
                     });
                 }
