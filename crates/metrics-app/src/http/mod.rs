@@ -35,11 +35,10 @@ use crate::state::AppState;
 pub struct App {
     router: Router,
     state: AppState,
-    /// The paths this listener answers, which are also the `route` label of its metrics: every
-    /// route is a plain path, so a route's template is the path it answers.
-    routes: Arc<[&'static str]>,
-    /// The metric series of `GET`s answered 200, one per route.
-    hot: Arc<[OnceLock<observe::Series>]>,
+    /// The paths this listener answers, which are also the `route` label of its metrics (every
+    /// route is a plain path, so a route's template is the path it answers), each with the
+    /// metric series of its `GET`s answered 200, looked up once.
+    routes: Arc<[(&'static str, OnceLock<observe::Series>)]>,
     /// Probes and scrapes arrive every few seconds for ever: their access events are logged at
     /// debug unless they fail.
     quiet: bool,
@@ -82,7 +81,10 @@ impl App {
         routes: [(&'static str, MethodRouter<AppState>); N],
         quiet: bool,
     ) -> Self {
-        let paths = routes.iter().map(|(path, _)| *path).collect();
+        let paths = routes
+            .iter()
+            .map(|(path, _)| (*path, OnceLock::new()))
+            .collect();
         let router = routes
             .into_iter()
             .fold(Router::new(), |router, (path, route)| {
@@ -90,12 +92,10 @@ impl App {
             })
             .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
             .with_state(state.clone());
-        let hot = (0..N).map(|_| OnceLock::new()).collect();
         Self {
             router,
             state,
             routes: paths,
-            hot,
             quiet,
         }
     }
@@ -123,8 +123,8 @@ impl App {
             .cloned()
             .unwrap_or_else(observe::new_request_id);
         let path = request.uri().path();
-        let index = self.routes.iter().position(|r| *r == path);
-        let route = index.map_or(observe::UNMATCHED, |i| self.routes[i]);
+        let known = self.routes.iter().find(|(r, _)| *r == path);
+        let route = known.map_or(observe::UNMATCHED, |(r, _)| r);
         if route.starts_with("/admin/") {
             // Only the admin API needs the client's address (rate limit, audit lines).
             request.extensions_mut().insert(ConnectInfo(peer));
@@ -169,8 +169,8 @@ impl App {
         };
         // Nearly every request is a `GET` answered 200: its series is looked up once, instead
         // of hashing its labels into the families' maps every time.
-        match index.filter(|_| method == Method::GET && status == StatusCode::OK) {
-            Some(i) => record(self.hot[i].get_or_init(series)),
+        match known.filter(|_| method == Method::GET && status == StatusCode::OK) {
+            Some((_, hot)) => record(hot.get_or_init(series)),
             None => record(&series()),
         }
         if state.access_log {

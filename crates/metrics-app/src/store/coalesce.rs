@@ -126,23 +126,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_increments_get_every_value_once_in_fewer_round_trips() {
         let (c, fake) = coalescer();
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let c = c.clone();
-                tokio::spawn(async move {
-                    let mut values = Vec::new();
-                    for _ in 0..50 {
-                        values.push(c.increment().await.unwrap());
-                    }
-                    values
-                })
-            })
-            .collect();
-        let mut all = Vec::new();
-        for t in tasks {
-            all.extend(t.await.unwrap());
-        }
-        all.sort_unstable();
+        let all =
+            super::super::tests::increments_from(c, 64, 50, |c| async move { c.increment().await })
+                .await;
         assert!(
             all.iter().copied().eq(1..=3200),
             "values are not exactly 1..=3200"

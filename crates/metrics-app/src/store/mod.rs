@@ -146,17 +146,25 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_memory_increments_hand_out_each_value_once() {
-        let metrics = Metrics::new(&crate::faults::Faults::default());
-        let store = Arc::new(Store::new(&StoreConfig::Memory, metrics).unwrap());
-        let tasks: Vec<_> = (0..8)
+    /// The values `tasks` concurrent tasks got from `each` calls of `increment` each, sorted.
+    pub(super) async fn increments_from<S, F, Fut>(
+        store: Arc<S>,
+        tasks: usize,
+        each: usize,
+        increment: F,
+    ) -> Vec<u64>
+    where
+        S: Send + Sync + 'static,
+        F: Fn(Arc<S>) -> Fut + Copy + Send + 'static,
+        Fut: Future<Output = Result<u64>> + Send,
+    {
+        let tasks: Vec<_> = (0..tasks)
             .map(|_| {
                 let store = store.clone();
                 tokio::spawn(async move {
                     let mut values = Vec::new();
-                    for _ in 0..1000 {
-                        values.push(store.increment().await.unwrap());
+                    for _ in 0..each {
+                        values.push(increment(store.clone()).await.unwrap());
                     }
                     values
                 })
@@ -167,6 +175,20 @@ mod tests {
             all.extend(t.await.unwrap());
         }
         all.sort_unstable();
+        all
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_memory_increments_hand_out_each_value_once() {
+        let metrics = Metrics::new(&crate::faults::Faults::default());
+        let store = Arc::new(Store::new(&StoreConfig::Memory, metrics).unwrap());
+        let all = increments_from(
+            store.clone(),
+            8,
+            1000,
+            |s| async move { s.increment().await },
+        )
+        .await;
         assert_eq!(all, (1..=8000).collect::<Vec<_>>());
         store.reset().await.unwrap();
         assert_eq!(store.increment().await.unwrap(), 1);
