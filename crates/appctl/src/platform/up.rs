@@ -1,20 +1,36 @@
 //! `appctl up`: observe, plan, then carry out each step that needs to run, saying what it does
 //! and why. Idempotent: every step is skipped when the observed state already has it. With
 //! `--gitops flux` the engine's steps are Flux's ([`super::flux`]), carried out here too.
+//!
+//! - `observe`: what is there (tools, cluster, platform), read-only;
+//! - `bootstrap`: deploy/bootstrap, namespaces and Secrets;
+//! - `flux_steps`: the steps of `--gitops flux`;
+//! - `download`: pinned manifests over HTTPS, checked before use.
+
+mod bootstrap;
+mod download;
+mod flux_steps;
+mod observe;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
-
-use super::cluster;
-use super::flux::{self, FluxAction};
+use super::flux;
 use super::gitops::{commit_images, push_checkout};
-use super::openbao::{OPENBAO_PODS, observe_backend, write_password};
-use super::plan::{self, Action, GitOps, Observed, Source, Step, UpOptions};
+use super::openbao::{OPENBAO_PODS, write_password};
+use super::plan::{self, Action, GitOps, Source, Step, UpOptions};
 use super::runner::Runner;
 use super::tools::{self, CLUSTER};
-use super::{Error, Result};
+use super::{Error, Result, cluster};
+use bootstrap::{apply_bootstrap, ensure_namespace};
+use flux_steps::run_flux;
+
+pub(super) use bootstrap::apply_secret;
+pub use bootstrap::{
+    GIT_SERVER_FILE, bootstrap_digest, bootstrap_files, engine_bootstrap_files, random_hex,
+};
+pub use download::{fetch_https, fetch_verified, verify_sha256};
+pub use observe::{kind_client, observe, observe_tools};
 
 /// ArgoCD release installed (docs/deploy.md).
 // renovate: datasource=github-releases depName=argoproj/argo-cd
@@ -65,150 +81,6 @@ pub struct UpConfig {
     pub selected: Vec<SelectedEnv>,
     /// The GitOps engine (`--gitops`).
     pub gitops: GitOps,
-}
-
-/// The tools on this machine.
-pub fn observe_tools(r: &dyn Runner) -> Observed {
-    Observed {
-        docker: tools::docker(r),
-        kind: tools::kind(r),
-        kubectl: tools::kubectl(r),
-        git: tools::git(r),
-        ..Observed::nothing()
-    }
-}
-
-/// Observes, on top of the tools in `machine`, the cluster and the platform in it when it
-/// exists. Read-only; anything that cannot be read counts as absent.
-pub async fn observe(
-    r: &dyn Runner,
-    machine: Observed,
-    tag: &str,
-    secret_paths: &[String],
-) -> Observed {
-    let mut o = machine;
-    if !matches!(o.kind, plan::Tool::Present { .. }) {
-        return o;
-    }
-    o.cluster_exists = tools::cluster_exists(r);
-    if !o.cluster_exists {
-        return o;
-    }
-    o.image_loaded = tools::image_loaded(r, tag);
-    let Ok(client) = kind_client().await else {
-        return o;
-    };
-    use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::{ConfigMap, Service};
-    use kube::Api;
-    let dep = |ns: &str| Api::<Deployment>::namespaced(client.clone(), ns);
-    o.argocd_installed = dep("argocd")
-        .get_opt("argocd-server")
-        .await
-        .ok()
-        .flatten()
-        .is_some();
-    let mut flux_found = 0;
-    for name in flux::REQUIRED_CONTROLLERS {
-        if let Ok(Some(_)) = dep(flux::FLUX_NAMESPACE).get_opt(name).await {
-            flux_found += 1;
-        }
-    }
-    o.flux_installed = flux_found == flux::REQUIRED_CONTROLLERS.len();
-    o.git_server_applied = dep("gitops")
-        .get_opt("git-server")
-        .await
-        .ok()
-        .flatten()
-        .is_some();
-    o.bootstrap_applied = o.git_server_applied
-        && Api::<Service>::namespaced(client.clone(), "argocd")
-            .get_opt("argocd-server-nodeport")
-            .await
-            .ok()
-            .flatten()
-            .is_some();
-    let token = |ns: &'static str| {
-        let client = client.clone();
-        async move {
-            cluster::secret_value_opt(&client, ns, "openbao-token", "token")
-                .await
-                .ok()
-                .flatten()
-        }
-    };
-    let (bao_token, eso_token) = (token("openbao").await, token("external-secrets").await);
-    // Both copies, and the same: External Secrets reads OpenBao with the second.
-    o.backend_token_present = bao_token.is_some() && bao_token == eso_token;
-    o.backend = observe_backend(&client, bao_token.as_deref(), secret_paths).await;
-    let state = Api::<ConfigMap>::namespaced(client.clone(), "gitops")
-        .get_opt("appctl-state")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|c| c.data)
-        .unwrap_or_default();
-    o.git_server_revision = state.get("pushed-commit").cloned();
-    o.deployed_image = state.get("deployed-image").cloned();
-    o.bootstrap_digest = state.get("bootstrap-sha256").cloned();
-    o.root_app = cluster::root_app(&client).await.ok().flatten();
-    o.apps = cluster::application_states(&client)
-        .await
-        .unwrap_or_default();
-    o
-}
-
-/// Where kube-rs looks for the kubeconfig: `KUBECONFIG`, else `~/.kube/config`.
-fn kubeconfig_location() -> String {
-    match std::env::var("KUBECONFIG") {
-        Ok(v) if !v.is_empty() => v,
-        _ => std::env::var("HOME")
-            .map(|h| format!("{h}/.kube/config"))
-            .unwrap_or_else(|_| "~/.kube/config".into()),
-    }
-}
-
-/// A client for the kind cluster's context; [`Error::NoCluster`] (exit 3) when there is no
-/// kubeconfig or no `kind-metrics-app` context in it, [`Error::ClusterUnreachable`] (exit 3)
-/// when its API server does not answer.
-pub async fn kind_client() -> Result<kube::Client> {
-    use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
-    let context = format!("kind-{CLUSTER}");
-    let no_cluster = |reason: String| Error::NoCluster {
-        kubeconfig: kubeconfig_location(),
-        reason,
-    };
-    let kc = Kubeconfig::read().map_err(|e| {
-        no_cluster(match &e {
-            KubeconfigError::ReadConfig(io, _) if io.kind() == std::io::ErrorKind::NotFound => {
-                "no such file".into()
-            }
-            KubeconfigError::ReadConfig(io, _) => io.to_string(),
-            other => other.to_string(),
-        })
-    })?;
-    if !kc.contexts.iter().any(|c| c.name == context) {
-        return Err(no_cluster(format!("no context {context}")));
-    }
-    let options = KubeConfigOptions {
-        context: Some(context.clone()),
-        ..Default::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(kc, &options)
-        .await
-        .map_err(|e| no_cluster(format!("context {context}: {e}")))?;
-    let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config)
-        .map_err(Error::kube(format!("a client for context {context}")))?;
-    // One cheap call, so "the cluster is not there" is told apart from a failing request.
-    match client.apiserver_version().await {
-        Err(e) if !matches!(e, kube::Error::Api(_)) => Err(Error::ClusterUnreachable {
-            context,
-            server,
-            source: Box::new(e),
-        }),
-        _ => Ok(client),
-    }
 }
 
 /// Prints the plan: one line per step, with `run` or `skip` and the reason.
@@ -490,174 +362,6 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
     Ok(())
 }
 
-/// Field manager of what appctl applies on top of ArgoCD's install manifest.
-const BOOTSTRAP_MANAGER: &str = "appctl-bootstrap";
-
-/// The one bootstrap file Flux needs: the others configure ArgoCD.
-pub const GIT_SERVER_FILE: &str = "deploy/bootstrap/git-server.yaml";
-
-/// The bootstrap files `gitops` applies: every one for ArgoCD, [`GIT_SERVER_FILE`] for Flux.
-pub fn engine_bootstrap_files(root: &Path, gitops: GitOps) -> Result<Vec<(PathBuf, String)>> {
-    let mut files = bootstrap_files(root)?;
-    if gitops == GitOps::Flux {
-        files.retain(|(f, _)| f.ends_with(GIT_SERVER_FILE));
-        if files.is_empty() {
-            return Err(Error::NotFound(format!(
-                "{GIT_SERVER_FILE} in the checkout"
-            )));
-        }
-    }
-    Ok(files)
-}
-
-/// Applies the bootstrap `files` and records their `digest` in ConfigMap gitops/appctl-state.
-async fn apply_bootstrap(
-    c: &kube::Client,
-    files: &[(PathBuf, String)],
-    digest: &str,
-) -> Result<()> {
-    for (file, yaml) in files {
-        // Its own field manager: re-applying ArgoCD's install manifest (which has
-        // an empty argocd-cm and argocd-cmd-params-cm) must not drop our settings.
-        let n = cluster::apply_yaml_as(c, yaml, None, BOOTSTRAP_MANAGER).await?;
-        println!("    {}: {n} objects applied", file.display());
-    }
-    // Recorded under the same field manager, so the `pushed-commit` apply (manager
-    // appctl) does not remove it.
-    let state = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "appctl-state", "namespace": "gitops"},
-        "data": {"bootstrap-sha256": digest}
-    }))
-    .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
-    cluster::apply_object_as(c, state, None, BOOTSTRAP_MANAGER).await
-}
-
-/// Carries out one of Flux's steps.
-async fn run_flux(c: &kube::Client, cfg: &UpConfig, a: &FluxAction) -> Result<()> {
-    match a {
-        FluxAction::InstallFlux => install_flux(c).await,
-        FluxAction::WaitControllers => wait_flux_controllers(c, cfg.timeout).await,
-        FluxAction::ApplyGitRepository { url, revision } => {
-            let text = read_file(&cfg.root, flux::GIT_REPOSITORY_FILE)?;
-            let obj = flux::git_repository(&text, url, revision)?;
-            let obj =
-                serde_json::from_value(obj).map_err(Error::manifest(flux::GIT_REPOSITORY_FILE))?;
-            cluster::apply_object(c, obj, Some(flux::FLUX_NAMESPACE)).await
-        }
-        FluxAction::ApplyFile { file } => {
-            let text = read_file(&cfg.root, file)?;
-            let n = cluster::apply_yaml(c, &text, Some(flux::FLUX_NAMESPACE)).await?;
-            println!("    {n} objects applied");
-            Ok(())
-        }
-        FluxAction::ApplyEnvironment { env, image_tag } => {
-            let file = flux::environment_file(env);
-            let obj = flux::environment_kustomization(
-                &read_file(&cfg.root, &file)?,
-                env,
-                image_tag.as_deref(),
-            )?;
-            let obj = serde_json::from_value(obj).map_err(Error::manifest(file))?;
-            cluster::apply_object(c, obj, Some(flux::FLUX_NAMESPACE)).await
-        }
-        FluxAction::WaitReady { kustomizations } => {
-            wait_flux_ready(c, kustomizations, cfg.timeout).await
-        }
-    }
-}
-
-/// `file` (relative to the checkout's root), as text.
-fn read_file(root: &Path, file: &str) -> Result<String> {
-    let p = root.join(file);
-    std::fs::read_to_string(&p).map_err(Error::io(format!("reading {}", p.display())))
-}
-
-/// Downloads Flux's install manifest, checks it ([`flux::verify_install_manifest`]: kinds,
-/// namespace, every image one of the release's, pinned by digest) and applies the checked
-/// objects; nothing is applied when the check fails.
-async fn install_flux(c: &kube::Client) -> Result<()> {
-    let url = flux::flux_manifest_url();
-    let body = fetch_https(&url).await?;
-    let text = String::from_utf8(body).map_err(Error::manifest(url.clone()))?;
-    let manifest = flux::verify_install_manifest(&text)?;
-    println!(
-        "    {url}: {} objects, {} controller images pinned by digest",
-        manifest.objects.len(),
-        flux::FLUX_IMAGES.len()
-    );
-    for obj in manifest.objects {
-        let what = format!("{} {}", obj["kind"], obj["metadata"]["name"]);
-        let obj = serde_json::from_value(obj).map_err(Error::manifest(what))?;
-        cluster::apply_object(c, obj, Some(flux::FLUX_NAMESPACE)).await?;
-    }
-    println!("    applied (server-side)");
-    Ok(())
-}
-
-/// Waits, within `timeout` in all, for the CRDs of [`flux::REQUIRED_APIS`] to be Established
-/// and the Deployments of [`flux::REQUIRED_CONTROLLERS`] to be Available.
-async fn wait_flux_controllers(c: &kube::Client, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let left = || deadline.saturating_duration_since(Instant::now());
-    for (crd, _) in flux::REQUIRED_APIS {
-        cluster::wait_crd_established(c, crd, left()).await?;
-    }
-    for name in flux::REQUIRED_CONTROLLERS {
-        cluster::wait_deployment_available(c, flux::FLUX_NAMESPACE, name, left()).await?;
-        println!("    {name} available");
-    }
-    Ok(())
-}
-
-/// Waits for each Kustomization to be Ready, in order, within `timeout` in all.
-async fn wait_flux_ready(c: &kube::Client, names: &[String], timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    for name in names {
-        let left = deadline.saturating_duration_since(Instant::now());
-        cluster::wait_kustomization_ready(c, name, left).await?;
-        println!("    {name} Ready");
-    }
-    Ok(())
-}
-
-/// Every `deploy/bootstrap/*.yaml` of the checkout, by name, with its text.
-pub fn bootstrap_files(root: &Path) -> Result<Vec<(PathBuf, String)>> {
-    let dir = root.join("deploy/bootstrap");
-    let entries =
-        std::fs::read_dir(&dir).map_err(Error::io(format!("listing {}", dir.display())))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let file = entry
-            .map_err(Error::io(format!("listing {}", dir.display())))?
-            .path();
-        if file.extension().is_some_and(|e| e == "yaml") {
-            let text = std::fs::read_to_string(&file)
-                .map_err(Error::io(format!("reading {}", file.display())))?;
-            files.push((file, text));
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// SHA-256 over the bootstrap files' names and contents: changes when a file is added,
-/// removed or edited.
-pub fn bootstrap_digest(files: &[(PathBuf, String)]) -> String {
-    let mut h = Sha256::new();
-    for (file, text) in files {
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        h.update(name.as_bytes());
-        h.update([0]);
-        h.update(text.as_bytes());
-        h.update([0]);
-    }
-    hex(&h.finalize())
-}
-
 /// The error listing missing prerequisites, each with how to fix it (exit 2).
 pub fn prerequisites_error(missing: &[plan::Missing]) -> Error {
     Error::Prerequisites(
@@ -680,93 +384,6 @@ async fn connect(slot: &mut Option<kube::Client>) -> Result<kube::Client> {
     let c = kind_client().await?;
     *slot = Some(c.clone());
     Ok(c)
-}
-
-/// Random bytes as hex, from the OS.
-pub fn random_hex(bytes: usize) -> Result<String> {
-    let mut b = vec![0u8; bytes];
-    getrandom::fill(&mut b).map_err(|e| Error::Io {
-        what: "reading random bytes from the OS".into(),
-        source: e
-            .raw_os_error()
-            .map(std::io::Error::from_raw_os_error)
-            .unwrap_or_else(|| std::io::Error::other(e.to_string())),
-    })?;
-    Ok(hex(&b))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-async fn ensure_namespace(c: &kube::Client, ns: &str) -> Result<()> {
-    let obj = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}
-    }))
-    .map_err(Error::manifest(format!("Namespace {ns}")))?;
-    cluster::apply_object(c, obj, None).await
-}
-
-pub(super) async fn apply_secret(
-    c: &kube::Client,
-    ns: &str,
-    name: &str,
-    key: &str,
-    value: &str,
-) -> Result<()> {
-    let obj = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": ns},
-        "stringData": {key: value}
-    }))
-    .map_err(Error::manifest(format!("Secret {ns}/{name}")))?;
-    cluster::apply_object(c, obj, None).await
-}
-
-/// Checks that `body` (downloaded from `url`) has the SHA-256 `expected` (hex, any case).
-pub fn verify_sha256(url: &str, body: &[u8], expected: &str) -> Result<()> {
-    let actual = hex(&Sha256::digest(body));
-    if actual.eq_ignore_ascii_case(expected.trim()) {
-        Ok(())
-    } else {
-        Err(Error::Checksum {
-            url: url.into(),
-            expected: expected.trim().to_ascii_lowercase(),
-            actual,
-        })
-    }
-}
-
-/// GETs an https:// URL (ArgoCD's pinned install manifest) with reqwest over rustls and the
-/// platform's root certificates, and returns it only if it has the SHA-256 `sha256`.
-pub async fn fetch_verified(url: &str, sha256: &str) -> Result<String> {
-    let body = fetch_https(url).await?;
-    verify_sha256(url, &body, sha256)?;
-    String::from_utf8(body).map_err(Error::manifest(url))
-}
-
-/// GETs an https:// URL with reqwest over rustls and the platform's root certificates: the
-/// body of a success, else an error naming the status. Checking it is the caller's job.
-pub async fn fetch_https(url: &str) -> Result<Vec<u8>> {
-    let what = format!("GET {url}");
-    let client = crate::http()
-        .https_only(true)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .map_err(Error::http(format!("an HTTPS client for {url}")))?;
-    let resp = client
-        .get(url)
-        .send()
-        .await
-        .map_err(Error::http(what.clone()))?;
-    if !resp.status().is_success() {
-        return Err(Error::HttpStatus {
-            what,
-            status: resp.status().as_u16(),
-        });
-    }
-    let body = resp.bytes().await.map_err(Error::http(what))?;
-    Ok(body.to_vec())
 }
 
 async fn check_gateway(url: &str, timeout: Duration) -> Result<()> {
