@@ -43,6 +43,86 @@ pub fn flux_manifest_url() -> String {
 /// The namespace Flux runs in and its objects (deploy/flux) live in.
 pub const FLUX_NAMESPACE: &str = "flux-system";
 
+/// A controller image of the release, pinned by digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinnedImage {
+    /// e.g. `ghcr.io/fluxcd/source-controller`.
+    pub name: &'static str,
+    /// The tag the install manifest names, e.g. `v1.9.4`.
+    pub tag: &'static str,
+    /// `sha256:…` of the image (its multi-arch index).
+    pub digest: &'static str,
+}
+
+impl PinnedImage {
+    /// `name:tag`, as the install manifest writes it.
+    pub fn tagged(&self) -> String {
+        format!("{}:{}", self.name, self.tag)
+    }
+    /// `name:tag@digest`, what is applied: the tag for people, the digest for the kubelet.
+    pub fn pinned(&self) -> String {
+        format!("{}:{}@{}", self.name, self.tag, self.digest)
+    }
+}
+
+/// The controller images of [`FLUX_VERSION`], from controlplaneio-fluxcd/distribution
+/// `images/v2.9.4/upstream-alpine.yaml` (commit 8353f7a1cf75e2dba4733cfd9b12652ec0cdad81);
+/// the tags agree with fluxcd/flux2 `manifests/` at v2.9.4. Bump with [`FLUX_VERSION`].
+pub const FLUX_IMAGES: &[PinnedImage] = &[
+    PinnedImage {
+        name: "ghcr.io/fluxcd/source-controller",
+        tag: "v1.9.4",
+        digest: "sha256:8a8ed0a57b8b86f561d5a4309a69f65e62f0cebe4de8801593c5ff35a3bc3c23",
+    },
+    PinnedImage {
+        name: "ghcr.io/fluxcd/kustomize-controller",
+        tag: "v1.9.4",
+        digest: "sha256:2b8bec54ffb6caf421bd2a6c005d27f567d5dd4db7feb55794fb51fcabd69b8f",
+    },
+    PinnedImage {
+        name: "ghcr.io/fluxcd/helm-controller",
+        tag: "v1.6.3",
+        digest: "sha256:16ada99456385100698a5d7adf90aba8a2089d987ab541c9566b6d7b0e897038",
+    },
+    PinnedImage {
+        name: "ghcr.io/fluxcd/notification-controller",
+        tag: "v1.9.3",
+        digest: "sha256:071c351a0fb163eeb6a2bb82f1e894f51b6b0734216d2e97d3d99c9ab9d710b9",
+    },
+    PinnedImage {
+        name: "ghcr.io/fluxcd/image-reflector-controller",
+        tag: "v1.2.4",
+        digest: "sha256:d63550296dc9a6c2b7c9246cb7ef6e52d7469d5b104cd329622301b46971e255",
+    },
+    PinnedImage {
+        name: "ghcr.io/fluxcd/image-automation-controller",
+        tag: "v1.2.4",
+        digest: "sha256:0286cbba95a2606a006e370052cb642f4370cb42ceea8353b5cba922cf47770c",
+    },
+    PinnedImage {
+        name: "ghcr.io/fluxcd/source-watcher",
+        tag: "v2.2.3",
+        digest: "sha256:40f35415a78f4514aea41cf4d6dd299d59bc646eb4a73365eac831c8ced2445a",
+    },
+];
+
+/// The CRDs and the version of each that deploy/flux uses: the manifest must serve them.
+pub const REQUIRED_APIS: &[(&str, &str)] = &[
+    ("gitrepositories.source.toolkit.fluxcd.io", "v1"),
+    ("helmrepositories.source.toolkit.fluxcd.io", "v1"),
+    ("helmcharts.source.toolkit.fluxcd.io", "v1"),
+    ("kustomizations.kustomize.toolkit.fluxcd.io", "v1"),
+    ("helmreleases.helm.toolkit.fluxcd.io", "v2"),
+];
+
+/// The controllers `up` waits for before applying deploy/flux: the ones that reconcile
+/// GitRepository, HelmRepository, Kustomization and HelmRelease.
+pub const REQUIRED_CONTROLLERS: &[&str] = &[
+    "source-controller",
+    "kustomize-controller",
+    "helm-controller",
+];
+
 /// Why a downloaded install manifest, a deploy/flux file or an option was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FluxError {

@@ -252,7 +252,7 @@ pub async fn run(r: &dyn Runner, cfg: &UpConfig) -> Result<()> {
             }
             Action::Flux(a) => {
                 let c = connect(&mut client).await?;
-                run_flux(&c, cfg, a).await?;
+                run_flux(&c, &cfg.root, cfg.timeout, a).await?;
             }
             Action::CreateBackendToken => {
                 let c = connect(&mut client).await?;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::RepoClone;
+use super::clone::RepoClone;
 use crate::platform::runner::{Cmd, RunError, Runner};
 use crate::platform::up::{apply_secret, path, random_hex};
 use crate::platform::{Error, Result, cluster, environments};

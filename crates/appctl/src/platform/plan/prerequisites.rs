@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Observed, Tool};
+use super::observed::{Observed, Tool};
 
 /// A prerequisite that stops `up` before it changes anything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

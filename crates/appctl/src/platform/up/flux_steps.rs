@@ -5,25 +5,30 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::UpConfig;
 use super::download::fetch_https;
 use crate::platform::flux::{self, FluxAction};
 use crate::platform::{Error, Result, cluster};
 
-/// Carries out one of Flux's steps.
-pub(super) async fn run_flux(c: &kube::Client, cfg: &UpConfig, a: &FluxAction) -> Result<()> {
+/// Carries out one of Flux's steps: the files it applies are read from the checkout at `root`,
+/// and each wait lasts at most `timeout`.
+pub(super) async fn run_flux(
+    c: &kube::Client,
+    root: &Path,
+    timeout: Duration,
+    a: &FluxAction,
+) -> Result<()> {
     match a {
         FluxAction::InstallFlux => install_flux(c).await,
-        FluxAction::WaitControllers => wait_flux_controllers(c, cfg.timeout).await,
+        FluxAction::WaitControllers => wait_flux_controllers(c, timeout).await,
         FluxAction::ApplyGitRepository { url, revision } => {
-            let text = read_file(&cfg.root, flux::GIT_REPOSITORY_FILE)?;
+            let text = read_file(root, flux::GIT_REPOSITORY_FILE)?;
             let obj = flux::git_repository(&text, url, revision)?;
             let obj =
                 serde_json::from_value(obj).map_err(Error::manifest(flux::GIT_REPOSITORY_FILE))?;
             cluster::apply_object(c, obj, Some(flux::FLUX_NAMESPACE)).await
         }
         FluxAction::ApplyFile { file } => {
-            let text = read_file(&cfg.root, file)?;
+            let text = read_file(root, file)?;
             let n = cluster::apply_yaml(c, &text, Some(flux::FLUX_NAMESPACE)).await?;
             println!("    {n} objects applied");
             Ok(())
@@ -31,7 +36,7 @@ pub(super) async fn run_flux(c: &kube::Client, cfg: &UpConfig, a: &FluxAction) -
         FluxAction::ApplyEnvironment { env, image_tag } => {
             let file = flux::environment_file(env);
             let obj = flux::environment_kustomization(
-                &read_file(&cfg.root, &file)?,
+                &read_file(root, &file)?,
                 env,
                 image_tag.as_deref(),
             )?;
@@ -39,7 +44,7 @@ pub(super) async fn run_flux(c: &kube::Client, cfg: &UpConfig, a: &FluxAction) -
             cluster::apply_object(c, obj, Some(flux::FLUX_NAMESPACE)).await
         }
         FluxAction::WaitReady { kustomizations } => {
-            wait_flux_ready(c, kustomizations, cfg.timeout).await
+            wait_flux_ready(c, kustomizations, timeout).await
         }
     }
 }
