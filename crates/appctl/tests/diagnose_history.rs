@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{diagnose_json, finding, free_port, metrics_app_bin, wait_http};
+use common::{diagnose_json, finding, free_port, wait_http};
 
 /// Killed when dropped.
 struct Killed(Child);
@@ -23,22 +23,19 @@ impl Drop for Killed {
     }
 }
 
-fn start_app(port: u16, management: u16) -> Killed {
-    let child = Command::new(metrics_app_bin())
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        .args(["--management-bind", &format!("127.0.0.1:{management}")])
-        .args(["--drain-delay", "0s", "--fault", "leak=16"])
-        .env("PASSWORD", "test-password")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_http(
-        &format!("http://127.0.0.1:{management}/healthz"),
-        Duration::from_secs(10),
-    );
-    Killed(child)
+/// metrics-app leaking 16 MB per request, on the ports the kernel gives it; or, to restart it
+/// where Prometheus scrapes it, on `ports` (public, management).
+fn start_app(ports: Option<(u16, u16)>) -> common::Proc {
+    let mut args = vec!["--fault".to_string(), "leak=16".to_string()];
+    if let Some((public, management)) = ports {
+        args.extend([
+            "--bind".to_string(),
+            format!("127.0.0.1:{public}"),
+            "--management-bind".to_string(),
+            format!("127.0.0.1:{management}"),
+        ]);
+    }
+    common::metrics_app(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// GET over HTTP/1.0 with the standard library; the body.
@@ -122,8 +119,8 @@ fn prometheus(dir: &Path, target: u16) -> (Killed, u16) {
 #[test]
 fn a_restart_and_memory_growth_are_named_from_prometheus_after_the_fact() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, management) = (free_port(), free_port());
-    let app = start_app(port, management);
+    let app = start_app(None);
+    let (port, management) = (app.port, app.management);
     let (_prom, prom) = prometheus(dir.path(), management);
     let job = "job=\"metrics-app-test\"";
     wait_for(prom, &format!("up{{{job}}}"), |v| v == 1.0);
@@ -145,7 +142,7 @@ fn a_restart_and_memory_growth_are_named_from_prometheus_after_the_fact() {
         |v| v >= 64.0 * 1024.0 * 1024.0,
     );
     drop(app);
-    let _app = start_app(port, management);
+    let _app = start_app(Some((port, management)));
     wait_for(
         prom,
         &format!("changes(process_start_time_seconds{{{job}}}[5m])"),

@@ -28,11 +28,14 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a):
         pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+# Port 0 takes any free port; the harness reads the one taken from this line.
+print("listening on 127.0.0.1:%d" % server.server_address[1], flush=True)
+server.serve_forever()
 "#;
 
 /// Keeps 40 MB per request and dies like an OOM kill (exit 137) once it holds more than
-/// 150 MB: the original leak, in miniature. The probe on / by the harness is not counted.
+/// 150 MB: the original leak, in miniature. Only `/counter` requests keep memory.
 const LEAK_AND_DIE: &str = r#"
 import os, sys
 from http.server import HTTPServer, BaseHTTPRequestHandler
@@ -56,7 +59,10 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *a):
         pass
-HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+server = HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+# Port 0 takes any free port; the harness reads the one taken from this line.
+print("listening on 127.0.0.1:%d" % server.server_address[1], flush=True)
+server.serve_forever()
 "#;
 
 #[test]

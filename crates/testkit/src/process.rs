@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 /// A free TCP port on 127.0.0.1 (bound, then released for a child process to take). Only for
-/// servers that cannot bind port 0 and report the port (redis-server, nginx); another process
-/// may take it in between, which their start-up then reports.
+/// servers that cannot bind port 0 and report the port (redis-server, nginx, Prometheus) and
+/// for a port where nothing listens; another process may take it in between, which a server's
+/// start-up then reports. Servers of our own bind port 0 instead ([`Proc::reported_port`]).
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")
         .context("binding a free port")?
@@ -168,6 +169,36 @@ impl Proc {
         }
     }
 
+    /// The port a server bound to port 0 reports with a line `listening on 127.0.0.1:PORT`,
+    /// waiting at most `deadline` for it; an error with the output so far if none comes (the
+    /// server failed to start, or exited).
+    pub fn reported_port(&mut self, deadline: Duration) -> Result<u16> {
+        const PREFIX: &str = "listening on 127.0.0.1:";
+        let until = Instant::now() + deadline;
+        loop {
+            let exited = !self.is_running();
+            if exited {
+                // Everything it printed is in `output` once its pipes are drained.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
+            }
+            let output = self.output();
+            let port = output
+                .lines()
+                .find_map(|l| l.strip_prefix(PREFIX)?.trim().parse::<u16>().ok());
+            match port {
+                Some(port) => return Ok(port),
+                None if exited || Instant::now() > until => bail!(
+                    "{} reported no `{PREFIX}PORT` line within {deadline:?}{}:\n{output}",
+                    self.name,
+                    if exited { " (it exited)" } else { "" }
+                ),
+                None => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
     /// Kills the process (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -210,4 +241,30 @@ pub fn find_binary(candidates: &[&str], package: &str) -> Result<std::path::Path
                     .map_or(package.into(), |n| n.to_string_lossy())
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sh(script: &str) -> Proc {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        Proc::spawn("sh", cmd).unwrap()
+    }
+
+    #[test]
+    fn the_reported_port_is_read_from_the_output_and_its_absence_is_an_error() {
+        let mut server = sh("echo starting; echo 'listening on 127.0.0.1:4242'; sleep 5");
+        assert_eq!(server.reported_port(Duration::from_secs(5)).unwrap(), 4242);
+        // A server that exits without the line fails at once, with what it printed.
+        let mut failed = sh("echo 'address already in use' >&2");
+        let error = failed
+            .reported_port(Duration::from_secs(30))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("address already in use"), "{error}");
+        assert!(error.contains("it exited"), "{error}");
+    }
 }

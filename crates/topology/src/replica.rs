@@ -37,8 +37,8 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Starts the replica on `port` and `management_port`; waits until it listens, not until
-    /// it is ready.
+    /// Starts the replica on `port` and `management_port` (0: any free port, read back from its
+    /// log); waits until it listens, not until it is ready.
     pub fn start(spec: ReplicaSpec, port: u16, management_port: u16) -> Result<Self> {
         let mut cmd = metrics_app::command(&metrics_app::metrics_app_bin()?);
         cmd.env("RUST_LOG", "info")

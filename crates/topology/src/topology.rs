@@ -8,7 +8,6 @@ use anyhow::{Context, Result, bail};
 use crate::monitoring::{Alertmanager, Prometheus, Webhook};
 use crate::nginx::Nginx;
 use crate::replica::{Replica, ReplicaSpec};
-use testkit::process::free_port;
 use testkit::redis::Redis;
 use testkit::redis_ha::RedisHa;
 
@@ -79,17 +78,17 @@ impl Topology {
         } else {
             None
         };
-        let ports = (0..options.replicas)
-            .map(|_| Ok((free_port()?, free_port()?)))
-            .collect::<Result<Vec<_>>>()?;
+        // Port 0: each replica reports the ports it got, and a restart comes back on them.
         let mut replicas = Vec::new();
-        for (i, (port, management)) in ports.iter().enumerate() {
-            replicas.push(Some(Replica::start(
-                spec(&options, &redis, redis_ha.as_ref(), i),
-                *port,
-                *management,
-            )?));
+        for i in 0..options.replicas {
+            let spec = spec(&options, &redis, redis_ha.as_ref(), i);
+            replicas.push(Some(Replica::start(spec, 0, 0)?));
         }
+        let ports: Vec<(u16, u16)> = replicas
+            .iter()
+            .flatten()
+            .map(|r| (r.port, r.management_port))
+            .collect();
         for r in replicas.iter().flatten() {
             r.wait_ready(Duration::from_secs(30))
                 .await

@@ -1,15 +1,16 @@
 //! Real processes for the integration tests — the metrics-app binary, Python standard-library
 //! fixtures, and nginx as a reverse proxy — started through the workspace's test harness
 //! (`testkit`): on 127.0.0.1, in a temp dir, output captured, stopped by PID when dropped (also
-//! when a test fails). metrics-app binds port 0 and reports its ports; the fixtures and nginx
-//! take a free port, as they cannot report one.
+//! when a test fails). metrics-app and the Python servers bind port 0 and report the ports they
+//! took; nginx, which cannot report one, takes a free port.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-/// A free TCP port on 127.0.0.1, for a fixture or nginx (which cannot bind port 0 and say so).
+/// A free TCP port on 127.0.0.1: for nginx or Prometheus (which cannot bind port 0 and say so),
+/// or as a port where nothing listens.
 pub fn free_port() -> u16 {
     testkit::process::free_port().unwrap()
 }
@@ -70,22 +71,28 @@ pub fn metrics_app(args: &[&str]) -> Proc {
     }
 }
 
-/// A Python standard-library server from `source`, given its port as the first argument.
+/// A Python standard-library server from `source`, which takes its port as its first argument
+/// and reports the one it took ([`python_server`]).
 pub fn python(dir: &Path, name: &'static str, source: &str) -> Proc {
     let path = dir.join(format!("{name}.py"));
     std::fs::write(&path, source).unwrap();
-    let port = free_port();
     let mut cmd = Command::new("python3");
-    cmd.arg(&path).arg(port.to_string());
-    let p = Proc {
-        proc: testkit::Proc::spawn(name, cmd)
-            .expect("python3 is required for the diagnose fixtures"),
+    cmd.arg(&path).arg("0");
+    python_server(name, cmd)
+}
+
+/// Starts a Python server `cmd` given port 0, and reads back the port it took (it prints
+/// `listening on 127.0.0.1:PORT` once its socket listens).
+pub fn python_server(name: &'static str, cmd: Command) -> Proc {
+    let mut proc =
+        testkit::Proc::spawn(name, cmd).expect("python3 is required for the diagnose fixtures");
+    let port = proc.reported_port(Duration::from_secs(10)).unwrap();
+    Proc {
+        proc,
         port,
         management: port,
         name,
-    };
-    wait_http(&p.url("/"), Duration::from_secs(10));
-    p
+    }
 }
 
 /// nginx (Debian package) proxying to `backend_port`, as an ingress would.
