@@ -1080,3 +1080,51 @@ async fn scenario_credentials_on_a_flux_cluster_have_no_argocd_password_and_graf
         ("admin", "s3cr3t")
     );
 }
+
+#[tokio::test]
+async fn scenario_appctl_state_is_recorded_one_key_per_field_manager_and_read_back() {
+    let (client, mut handle) = client();
+    let server = tokio::spawn(async move {
+        answer(&mut handle, "GET", "/api/v1", json!({
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1",
+            "resources": [{"name": "configmaps", "singularName": "configmap", "namespaced": true,
+                           "kind": "ConfigMap", "verbs": ["get", "list", "patch", "create"]}]
+        }))
+        .await;
+        let (req, send) = handle.next_request().await.expect("the apply");
+        assert_eq!(req.method(), "PATCH");
+        assert_eq!(
+            req.uri().path(),
+            "/api/v1/namespaces/gitops/configmaps/appctl-state"
+        );
+        let query = req.uri().query().unwrap_or_default().to_string();
+        assert!(query.contains("fieldManager=appctl-images"), "{query}");
+        let bytes = http_body_util::BodyExt::collect(req.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let sent: Value = serde_json::from_slice(&bytes).unwrap();
+        // Only its own key: the other keys belong to other field managers.
+        assert_eq!(sent["data"], json!({"deployed-image": "abc123"}), "{sent}");
+        send.send_response(Response::builder().body(Body::from(bytes)).unwrap());
+        answer(
+            &mut handle,
+            "GET",
+            "/api/v1/namespaces/gitops/configmaps/appctl-state",
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "appctl-state", "namespace": "gitops"},
+                   "data": {"deployed-image": "abc123", "pushed-commit": "def456"}}),
+        )
+        .await;
+    });
+    cluster::record_state(&client, "deployed-image", "abc123", "appctl-images")
+        .await
+        .expect("recorded");
+    let state = cluster::recorded_state(&client).await.expect("read");
+    assert_eq!(
+        state.get("pushed-commit").map(String::as_str),
+        Some("def456")
+    );
+    assert_eq!(state.len(), 2, "{state:?}");
+    server.await.unwrap();
+}

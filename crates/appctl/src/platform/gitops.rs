@@ -35,13 +35,7 @@ pub(super) async fn push_checkout(
     };
     git.push_head(r, root)?;
     drop(git);
-    let obj = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "appctl-state", "namespace": "gitops"},
-        "data": {"pushed-commit": commit}
-    }))
-    .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
-    cluster::apply_object(c, obj, None).await?;
+    cluster::record_state(c, "pushed-commit", commit, cluster::FIELD_MANAGER).await?;
     Ok(before)
 }
 
@@ -73,13 +67,7 @@ pub(super) async fn commit_images(
         None => println!("    the in-cluster repository already has it"),
     }
     drop(git);
-    let obj = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "appctl-state", "namespace": "gitops"},
-        "data": {"deployed-image": tag}
-    }))
-    .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
-    cluster::apply_object_as(c, obj, None, IMAGES_MANAGER).await
+    cluster::record_state(c, "deployed-image", tag, IMAGES_MANAGER).await
 }
 
 /// The clone of `main`, or an error saying appctl has not pushed yet.

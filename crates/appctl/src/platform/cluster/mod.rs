@@ -13,9 +13,10 @@ mod argocd;
 mod fluxcd;
 mod workloads;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -125,6 +126,34 @@ pub async fn apply_object_as(
     .await
     .map_err(Error::kube(format!("apply {} {at}", types.kind)))?;
     Ok(())
+}
+
+/// Records `key: value` in ConfigMap gitops/appctl-state, where appctl remembers between runs
+/// what it did to the cluster (`pushed-commit`, `deployed-image`, `bootstrap-sha256`). Each key
+/// is applied as its own field `manager`: server-side apply removes the fields a manager no
+/// longer applies, so one manager per key keeps recording one from removing another.
+pub async fn record_state(
+    client: &kube::Client,
+    key: &str,
+    value: &str,
+    manager: &str,
+) -> Result<()> {
+    let state = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "appctl-state", "namespace": "gitops"},
+        "data": {key: value}
+    }))
+    .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
+    apply_object_as(client, state, None, manager).await
+}
+
+/// What [`record_state`] recorded; empty when nothing was (or the namespace does not exist).
+pub async fn recorded_state(client: &kube::Client) -> Result<BTreeMap<String, String>> {
+    let state = Api::<ConfigMap>::namespaced(client.clone(), "gitops")
+        .get_opt("appctl-state")
+        .await
+        .map_err(Error::kube("get ConfigMap gitops/appctl-state"))?;
+    Ok(state.and_then(|c| c.data).unwrap_or_default())
 }
 
 /// Waits with kube-runtime's [`await_condition`] until object `name` satisfies `cond`, for at

@@ -41,15 +41,7 @@ pub(super) async fn apply_bootstrap(
         let n = cluster::apply_yaml_as(c, yaml, None, BOOTSTRAP_MANAGER).await?;
         println!("    {}: {n} objects applied", file.display());
     }
-    // Recorded under the same field manager, so the `pushed-commit` apply (manager
-    // appctl) does not remove it.
-    let state = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "appctl-state", "namespace": "gitops"},
-        "data": {"bootstrap-sha256": digest}
-    }))
-    .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
-    cluster::apply_object_as(c, state, None, BOOTSTRAP_MANAGER).await
+    cluster::record_state(c, "bootstrap-sha256", digest, BOOTSTRAP_MANAGER).await
 }
 
 /// Every `deploy/bootstrap/*.yaml` of the checkout, by name, with its text.

@@ -40,7 +40,7 @@ pub async fn observe(
         return o;
     };
     use k8s_openapi::api::apps::v1::Deployment;
-    use k8s_openapi::api::core::v1::{ConfigMap, Service};
+    use k8s_openapi::api::core::v1::Service;
     use kube::Api;
     let dep = |ns: &str| Api::<Deployment>::namespaced(client.clone(), ns);
     o.argocd_installed = dep("argocd")
@@ -82,13 +82,7 @@ pub async fn observe(
     // Both copies, and the same: External Secrets reads OpenBao with the second.
     o.backend_token_present = bao_token.is_some() && bao_token == eso_token;
     o.backend = observe_backend(&client, bao_token.as_deref(), secret_paths).await;
-    let state = Api::<ConfigMap>::namespaced(client.clone(), "gitops")
-        .get_opt("appctl-state")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|c| c.data)
-        .unwrap_or_default();
+    let state = cluster::recorded_state(&client).await.unwrap_or_default();
     o.git_server_revision = state.get("pushed-commit").cloned();
     o.deployed_image = state.get("deployed-image").cloned();
     o.bootstrap_digest = state.get("bootstrap-sha256").cloned();
