@@ -1117,7 +1117,7 @@ async fn scenario_appctl_state_is_recorded_one_key_per_field_manager_and_read_ba
         )
         .await;
     });
-    cluster::record_state(&client, "deployed-image", "abc123", "appctl-images")
+    cluster::record_state(&client, cluster::StateKey::DeployedImage, "abc123")
         .await
         .expect("recorded");
     let state = cluster::recorded_state(&client).await.expect("read");
@@ -1127,4 +1127,8 @@ async fn scenario_appctl_state_is_recorded_one_key_per_field_manager_and_read_ba
     );
     assert_eq!(state.len(), 2, "{state:?}");
     server.await.unwrap();
+    // One field manager per key, or recording one key would remove another.
+    let managers: std::collections::BTreeSet<&str> =
+        cluster::StateKey::ALL.iter().map(|k| k.manager()).collect();
+    assert_eq!(managers.len(), cluster::StateKey::ALL.len(), "{managers:?}");
 }

@@ -178,9 +178,11 @@ impl Proc {
         loop {
             let exited = !self.is_running();
             if exited {
-                // Everything it printed is in `output` once its pipes are drained.
-                for reader in self.readers.drain(..) {
-                    let _ = reader.join();
+                // What it printed last is in `output` once its pipes are drained; bounded, as a
+                // child it left behind may hold them open.
+                let drained = Instant::now() + Duration::from_secs(2);
+                while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < drained {
+                    std::thread::sleep(Duration::from_millis(10));
                 }
             }
             let output = self.output();

@@ -1,6 +1,7 @@
 //! One `metrics-app` replica: the real binary built by cargo, with the Redis store (one server
-//! or Sentinels), a distinct instance name, fixed ports (nginx and Prometheus list them, and a
-//! restarted replica must come back where they look), and optional extra flags (fault modes).
+//! or Sentinels), a distinct instance name, the ports port 0 gave it at its first start (nginx
+//! and Prometheus list them, so a restarted replica comes back on them), and optional extra
+//! flags (fault modes).
 
 use std::time::Duration;
 

@@ -12,8 +12,9 @@ mod server;
 
 use std::path::Path;
 
+use super::cluster::{self, StateKey};
 use super::runner::Runner;
-use super::{Error, Result, cluster, environments};
+use super::{Error, Result, environments};
 
 pub use clone::RepoClone;
 pub use server::*;
@@ -35,13 +36,9 @@ pub(super) async fn push_checkout(
     };
     git.push_head(r, root)?;
     drop(git);
-    cluster::record_state(c, "pushed-commit", commit, cluster::FIELD_MANAGER).await?;
+    cluster::record_state(c, StateKey::PushedCommit, commit).await?;
     Ok(before)
 }
-
-/// Field manager of the `deployed-image` record (its own, so that applying `pushed-commit`
-/// as appctl does not remove it).
-const IMAGES_MANAGER: &str = "appctl-images";
 
 /// `appctl up`'s commit of the image it built for the first environment (dev), keeping the
 /// other environments' images from `kept` (the file before a push replaced the history, else
@@ -67,7 +64,7 @@ pub(super) async fn commit_images(
         None => println!("    the in-cluster repository already has it"),
     }
     drop(git);
-    cluster::record_state(c, "deployed-image", tag, IMAGES_MANAGER).await
+    cluster::record_state(c, StateKey::DeployedImage, tag).await
 }
 
 /// The clone of `main`, or an error saying appctl has not pushed yet.

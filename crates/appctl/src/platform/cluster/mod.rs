@@ -2,8 +2,9 @@
 //! mocked API server (tower-test) in `tests/platform_cluster.rs`.
 //!
 //! This module holds what every command needs: server-side apply of multi-document manifests,
-//! waiting (kube-runtime's `await_condition` and watchers, never a polling loop), Secrets and
-//! port-forwards. The rest is by subject, re-exported here:
+//! waiting (kube-runtime's `await_condition` and watchers, never a polling loop), Secrets,
+//! port-forwards, and what appctl records about the cluster between runs (ConfigMap
+//! gitops/appctl-state). The rest is by subject, re-exported here:
 //! - `argocd`: ArgoCD's Applications: states, waiting for sync, the root Application,
 //!   environments, rollback patches;
 //! - `fluxcd`: for `--gitops flux`, Flux's Kustomizations, GitRepository and HelmReleases;
@@ -30,8 +31,12 @@ pub use argocd::*;
 pub use fluxcd::*;
 pub use workloads::*;
 
-/// Field manager of every server-side apply.
+/// Field manager of every server-side apply, unless said otherwise.
 pub const FIELD_MANAGER: &str = "appctl";
+/// Field manager of what appctl applies on top of ArgoCD's install manifest (deploy/bootstrap):
+/// its own, so that re-applying the upstream manifest, which has an empty `argocd-cm`, does not
+/// drop our settings.
+pub const BOOTSTRAP_MANAGER: &str = "appctl-bootstrap";
 
 /// Server-side applies every document of `yaml` (force: appctl owns what it applies);
 /// objects without a namespace get `default_ns` when namespaced. Returns how many.
@@ -128,23 +133,56 @@ pub async fn apply_object_as(
     Ok(())
 }
 
-/// Records `key: value` in ConfigMap gitops/appctl-state, where appctl remembers between runs
-/// what it did to the cluster (`pushed-commit`, `deployed-image`, `bootstrap-sha256`). Each key
-/// is applied as its own field `manager`: server-side apply removes the fields a manager no
-/// longer applies, so one manager per key keeps recording one from removing another.
-pub async fn record_state(
-    client: &kube::Client,
-    key: &str,
-    value: &str,
-    manager: &str,
-) -> Result<()> {
+/// What appctl records about the cluster between runs, in ConfigMap gitops/appctl-state, for
+/// `up` to read back: one key each, applied by a field manager of its own ([`record_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateKey {
+    /// The commit `up` pushed to the in-cluster git server.
+    PushedCommit,
+    /// The image tag `up` committed for the first environment.
+    DeployedImage,
+    /// The digest of the deploy/bootstrap files `up` applied.
+    BootstrapDigest,
+}
+
+impl StateKey {
+    /// Every key.
+    pub const ALL: [StateKey; 3] = [
+        StateKey::PushedCommit,
+        StateKey::DeployedImage,
+        StateKey::BootstrapDigest,
+    ];
+
+    /// The key in the ConfigMap.
+    pub fn key(self) -> &'static str {
+        match self {
+            StateKey::PushedCommit => "pushed-commit",
+            StateKey::DeployedImage => "deployed-image",
+            StateKey::BootstrapDigest => "bootstrap-sha256",
+        }
+    }
+
+    /// The field manager that applies it, a different one per key: server-side apply removes
+    /// the fields a manager applied before and no longer applies, so two keys under one manager
+    /// would remove each other.
+    pub fn manager(self) -> &'static str {
+        match self {
+            StateKey::PushedCommit => FIELD_MANAGER,
+            StateKey::DeployedImage => "appctl-images",
+            StateKey::BootstrapDigest => BOOTSTRAP_MANAGER,
+        }
+    }
+}
+
+/// Records `value` under `key` in ConfigMap gitops/appctl-state, as the key's own field manager.
+pub async fn record_state(client: &kube::Client, key: StateKey, value: &str) -> Result<()> {
     let state = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "appctl-state", "namespace": "gitops"},
-        "data": {key: value}
+        "data": {key.key(): value}
     }))
     .map_err(Error::manifest("ConfigMap gitops/appctl-state"))?;
-    apply_object_as(client, state, None, manager).await
+    apply_object_as(client, state, None, key.manager()).await
 }
 
 /// What [`record_state`] recorded; empty when nothing was (or the namespace does not exist).

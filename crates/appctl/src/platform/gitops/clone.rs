@@ -14,6 +14,7 @@ pub struct RepoClone {
 }
 
 impl RepoClone {
+    /// A new private (0700) temporary directory; the clone goes into its `repo`.
     pub(super) fn new_dir() -> Result<Self> {
         use std::os::unix::fs::DirBuilderExt;
         let dir = std::env::temp_dir().join(format!("appctl-clone-{}", random_hex(8)?));
@@ -24,6 +25,7 @@ impl RepoClone {
         Ok(Self { dir })
     }
 
+    /// The clone's path.
     pub(super) fn repo(&self) -> String {
         path(&self.dir.join("repo"))
     }

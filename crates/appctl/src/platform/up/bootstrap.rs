@@ -1,16 +1,15 @@
 //! What `appctl up` applies before the GitOps engine takes over: the files of deploy/bootstrap
 //! (with their digest, so a second `up` re-applies them only when they changed), namespaces
-//! and Secrets.
+//! and Secrets; and the random hex strings of generated passwords and tokens, temporary
+//! directories and Flux fetch requests.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::platform::cluster::{self, StateKey};
 use crate::platform::plan::GitOps;
-use crate::platform::{Error, Result, cluster};
-
-/// Field manager of what appctl applies on top of ArgoCD's install manifest.
-const BOOTSTRAP_MANAGER: &str = "appctl-bootstrap";
+use crate::platform::{Error, Result};
 
 /// The one bootstrap file Flux needs: the others configure ArgoCD.
 pub const GIT_SERVER_FILE: &str = "deploy/bootstrap/git-server.yaml";
@@ -36,12 +35,10 @@ pub(super) async fn apply_bootstrap(
     digest: &str,
 ) -> Result<()> {
     for (file, yaml) in files {
-        // Its own field manager: re-applying ArgoCD's install manifest (which has
-        // an empty argocd-cm and argocd-cmd-params-cm) must not drop our settings.
-        let n = cluster::apply_yaml_as(c, yaml, None, BOOTSTRAP_MANAGER).await?;
+        let n = cluster::apply_yaml_as(c, yaml, None, cluster::BOOTSTRAP_MANAGER).await?;
         println!("    {}: {n} objects applied", file.display());
     }
-    cluster::record_state(c, "bootstrap-sha256", digest, BOOTSTRAP_MANAGER).await
+    cluster::record_state(c, StateKey::BootstrapDigest, digest).await
 }
 
 /// Every `deploy/bootstrap/*.yaml` of the checkout, by name, with its text.
@@ -94,6 +91,7 @@ pub fn random_hex(bytes: usize) -> Result<String> {
     Ok(hex(&b))
 }
 
+/// `bytes` as lower-case hex.
 pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|x| format!("{x:02x}")).collect()
 }

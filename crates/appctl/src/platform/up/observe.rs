@@ -1,12 +1,13 @@
 //! What `appctl up` observes before planning: the tools on this machine, then the cluster and
 //! the platform in it. Read-only; anything that cannot be read counts as absent.
 
+use crate::platform::cluster::{self, StateKey};
 use crate::platform::flux;
 use crate::platform::openbao::observe_backend;
 use crate::platform::plan::{self, Observed};
 use crate::platform::runner::Runner;
 use crate::platform::tools::{self, CLUSTER};
-use crate::platform::{Error, Result, cluster};
+use crate::platform::{Error, Result};
 
 /// The tools on this machine.
 pub fn observe_tools(r: &dyn Runner) -> Observed {
@@ -83,9 +84,10 @@ pub async fn observe(
     o.backend_token_present = bao_token.is_some() && bao_token == eso_token;
     o.backend = observe_backend(&client, bao_token.as_deref(), secret_paths).await;
     let state = cluster::recorded_state(&client).await.unwrap_or_default();
-    o.git_server_revision = state.get("pushed-commit").cloned();
-    o.deployed_image = state.get("deployed-image").cloned();
-    o.bootstrap_digest = state.get("bootstrap-sha256").cloned();
+    let recorded = |key: StateKey| state.get(key.key()).cloned();
+    o.git_server_revision = recorded(StateKey::PushedCommit);
+    o.deployed_image = recorded(StateKey::DeployedImage);
+    o.bootstrap_digest = recorded(StateKey::BootstrapDigest);
     o.root_app = cluster::root_app(&client).await.ok().flatten();
     o.apps = cluster::application_states(&client)
         .await
