@@ -1,5 +1,5 @@
 //! Every Kubernetes API interaction of the platform commands, through kube-rs. Tested against a
-//! mocked API server (tower-test) in `tests/platform_cluster.rs`.
+//! mocked API server (tower-test) in `tests/platform_cluster/`.
 //!
 //! This module holds what every command needs: server-side apply of multi-document manifests,
 //! waiting (kube-runtime's `await_condition` and watchers, never a polling loop), Secrets,
