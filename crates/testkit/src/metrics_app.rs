@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -63,24 +63,22 @@ pub struct MetricsApp {
 impl MetricsApp {
     /// Starts `cmd` (from [`command`]) and waits until it logs both listening addresses.
     pub fn start(name: &str, cmd: Command) -> Result<Self> {
-        let proc = Proc::spawn(name, cmd)?;
-        let until = Instant::now() + Duration::from_secs(20);
-        loop {
-            let output = proc.output();
-            let public = listening(&output, "public");
-            let management = listening(&output, "management");
-            if let (Some(public), Some(management)) = (public, management) {
-                return Ok(Self {
-                    proc,
-                    public,
-                    management,
-                });
-            }
-            if Instant::now() > until {
-                bail!("{name} did not log both listening addresses within 20s:\n{output}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let mut proc = Proc::spawn(name, cmd)?;
+        let (public, management) = proc.wait_output(
+            Duration::from_secs(20),
+            "pair of listening addresses",
+            |output| {
+                Some((
+                    listening(output, "public")?,
+                    listening(output, "management")?,
+                ))
+            },
+        )?;
+        Ok(Self {
+            proc,
+            public,
+            management,
+        })
     }
 
     /// `http://PUBLIC{path}`.

@@ -169,11 +169,14 @@ impl Proc {
         }
     }
 
-    /// The port a server bound to port 0 reports with a line `listening on 127.0.0.1:PORT`,
-    /// waiting at most `deadline` for it; an error with the output so far if none comes (the
-    /// server failed to start, or exited).
-    pub fn reported_port(&mut self, deadline: Duration) -> Result<u16> {
-        const PREFIX: &str = "listening on 127.0.0.1:";
+    /// Waits until `find` finds `what` in the output, at most `deadline`; an error with the output
+    /// so far if it does not, at once when the process exits first (it failed to start).
+    pub fn wait_output<T>(
+        &mut self,
+        deadline: Duration,
+        what: &str,
+        find: impl Fn(&str) -> Option<T>,
+    ) -> Result<T> {
         let until = Instant::now() + deadline;
         loop {
             let exited = !self.is_running();
@@ -186,19 +189,26 @@ impl Proc {
                 }
             }
             let output = self.output();
-            let port = output
-                .lines()
-                .find_map(|l| l.strip_prefix(PREFIX)?.trim().parse::<u16>().ok());
-            match port {
-                Some(port) => return Ok(port),
+            match find(&output) {
+                Some(found) => return Ok(found),
                 None if exited || Instant::now() > until => bail!(
-                    "{} reported no `{PREFIX}PORT` line within {deadline:?}{}:\n{output}",
+                    "{} printed no {what} within {deadline:?}{}:\n{output}",
                     self.name,
                     if exited { " (it exited)" } else { "" }
                 ),
                 None => std::thread::sleep(Duration::from_millis(10)),
             }
         }
+    }
+
+    /// The port a server bound to port 0 reports with a line `listening on 127.0.0.1:PORT`.
+    pub fn reported_port(&mut self, deadline: Duration) -> Result<u16> {
+        const PREFIX: &str = "listening on 127.0.0.1:";
+        self.wait_output(deadline, "`listening on 127.0.0.1:PORT` line", |output| {
+            output
+                .lines()
+                .find_map(|l| l.strip_prefix(PREFIX)?.trim().parse::<u16>().ok())
+        })
     }
 
     /// Kills the process (SIGKILL) and reaps it.
