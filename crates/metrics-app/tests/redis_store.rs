@@ -25,6 +25,32 @@ async fn spawn_on(redis: &RedisServer, instance: &str) -> TestApp {
     .await
 }
 
+/// docs/service.md gives the readiness reason the service sent: every reason quoted on a line
+/// about `/readyz` that contains `kind` is exactly `reason`, and there is at least one.
+fn assert_documented(kind: &str, reason: &str) {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/service.md"
+    ))
+    .unwrap();
+    let quoted: Vec<&str> = docs
+        .lines()
+        .filter(|line| line.contains("`/readyz`"))
+        .flat_map(|line| line.split('`').skip(1).step_by(2))
+        .filter(|q| q.contains(" store ") && q.contains(kind))
+        .collect();
+    assert!(
+        !quoted.is_empty(),
+        "docs/service.md gives no /readyz reason with {kind:?}"
+    );
+    for q in quoted {
+        assert_eq!(
+            q, reason,
+            "docs/service.md gives a /readyz reason the service does not send"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_on_one_redis_hand_out_one_gap_free_duplicate_free_sequence() {
     let redis = RedisServer::start();
@@ -102,6 +128,7 @@ async fn a_redis_outage_gives_503_and_unready_then_counting_resumes_without_dupl
     let ready = http.get(app.mgmt("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.text().await.unwrap(), "redis store unavailable");
+    assert_documented("unavailable", "redis store unavailable");
     let metrics = get_text(&http, &app.mgmt("/metrics")).await;
     assert!(
         metrics.lines().any(|l| l.starts_with(
@@ -142,16 +169,24 @@ async fn a_counter_key_that_is_not_a_number_fails_readiness_naming_the_data_prob
     let redis = RedisServer::start();
     let app = spawn_on(&redis, "a").await;
     wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
-    redis_cli(&redis, &["SET", "metrics-app:counter", "not-a-number"]);
     let http = client();
-    let counter = http.get(app.url("/counter")).send().await.unwrap();
-    assert_eq!(counter.status(), 500);
-    let body = counter.text().await.unwrap();
-    assert!(body.contains("invalid counter value"), "{body}");
-    let ready = http.get(app.mgmt("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    let reason = ready.text().await.unwrap();
-    assert!(reason.contains("invalid counter value"), "{reason}");
+    // Not a number, and numbers that `INCRBY` refuses (a sign, a leading zero, beyond i64) or
+    // that would count from below zero.
+    for corrupt in ["not-a-number", "+5", "05", "9223372036854775808", "-3"] {
+        redis_cli(&redis, &["SET", "metrics-app:counter", corrupt]);
+        let counter = http.get(app.url("/counter")).send().await.unwrap();
+        assert_eq!(counter.status(), 500, "{corrupt}");
+        let body = counter.text().await.unwrap();
+        assert!(body.contains("invalid counter value"), "{corrupt}: {body}");
+        let ready = http.get(app.mgmt("/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 503, "{corrupt}");
+        let reason = ready.text().await.unwrap();
+        assert!(
+            reason.contains("invalid counter value"),
+            "{corrupt}: {reason}"
+        );
+        assert_documented("invalid counter", &reason);
+    }
     // Repaired, it is ready again and counts on from the repaired value.
     redis_cli(&redis, &["SET", "metrics-app:counter", "41"]);
     wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(5)).await;

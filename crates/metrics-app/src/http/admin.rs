@@ -93,8 +93,12 @@ pub(super) async fn set_log_level(
 ) -> Result<Response, AppError> {
     let client = client(&request);
     authorize(&state, request.headers(), client)?;
-    let body = read_body(request.into_body()).await?;
-    let filter = parse_filter(&body).map_err(|e| bad_request(&e.to_string()))?;
+    let refused = |error: AppError| {
+        tracing::warn!(%client, %error, "admin request refused");
+        error
+    };
+    let body = read_body(request.into_body()).await.map_err(refused)?;
+    let filter = parse_filter(&body).map_err(|e| refused(bad_request(&e.to_string())))?;
     let Some(control) = &state.log_control else {
         return Err(AppError::Internal(
             "log level control is not installed".into(),

@@ -92,15 +92,17 @@ impl Redis {
     }
 
     /// Readiness: `GET key` proves that Redis answers and that the counter can be incremented:
-    /// the key is absent or holds a whole number (anything else makes every `INCR` fail).
+    /// the key is absent or holds a whole number as `INCRBY` reads one (digits without a sign
+    /// or leading zeros, up to `i64::MAX`; anything else makes every `INCRBY` fail).
     pub(super) async fn check(&self) -> Result<()> {
         let value: Option<Vec<u8>> = self
             .call(CALL_TIMEOUT, async |c| c.get(&self.key).await)
             .await?;
+        let countable = |s: &str| s.parse::<i64>().is_ok_and(|v| v >= 0 && v.to_string() == s);
         match value {
-            Some(bytes) if !std::str::from_utf8(&bytes).is_ok_and(|s| s.parse::<u64>().is_ok()) => {
+            Some(bytes) if !std::str::from_utf8(&bytes).is_ok_and(countable) => {
                 Err(StoreError::Corrupt(format!(
-                    "the counter key {:?} holds {} bytes that are not a whole number",
+                    "the counter key {:?} holds {} bytes that are not a plain whole number",
                     self.key,
                     bytes.len()
                 )))

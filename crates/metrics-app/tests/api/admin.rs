@@ -118,6 +118,13 @@ async fn admin_requests_are_rate_limited_per_client_even_with_the_right_password
     let (status, headers, _) = call(&app, reset(format!("Bearer {PASSWORD}"))).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers["retry-after"], "1");
+    // Per address: another client still gets its own allowance.
+    let other = std::net::SocketAddr::from(([10, 0, 0, 7], 40001));
+    let response = app
+        .public
+        .handle(other, reset(format!("Bearer {PASSWORD}")))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
     let (_, _, text) = call(&app, get("/metrics")).await;
     assert!(
         text.contains("metrics_app_admin_rate_limited_total 3"),

@@ -214,3 +214,35 @@ async fn the_access_log_follows_rust_log_and_the_run_time_filter_in_json_and_tex
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_lines_name_the_client_and_a_filter_change_is_logged_before_it_takes_effect() {
+    let mut app = Binary::start(&["--drain-delay", "0s"], &[]);
+    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
+    let http = client();
+    let put = |auth: &str, filter: &'static str| {
+        http.put(app.url("/admin/log-level"))
+            .bearer_auth(auth)
+            .body(filter)
+            .send()
+    };
+    assert_eq!(put("guess", "info").await.unwrap().status(), 401);
+    assert_eq!(put(PASSWORD, "debgu").await.unwrap().status(), 400);
+    // `error` hides warnings from then on: the warning that records the change is written
+    // only if it is logged before the new filter takes effect.
+    assert_eq!(put(PASSWORD, "error").await.unwrap().status(), 200);
+    app.signal("TERM");
+    assert_eq!(app.wait_exit(Duration::from_secs(10)).code(), Some(0));
+    let output = app.output();
+    for message in [
+        "admin request with a wrong password",
+        "admin request refused",
+        "log filter changed by the admin API",
+    ] {
+        let line = output.lines().find(|l| l.contains(message));
+        assert!(
+            line.is_some_and(|l| l.contains("\"client\":\"127.0.0.1\"")),
+            "{message}: no line naming the client in\n{output}"
+        );
+    }
+}
