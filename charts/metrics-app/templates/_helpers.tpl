@@ -164,6 +164,9 @@ deployment.yaml so that every install, template and lint runs it.
 {{- if le (int .Values.terminationGracePeriodSeconds) (add $drain $stop) }}
 {{- fail (printf "metrics-app: terminationGracePeriodSeconds (%d) must exceed app.drainDelay + app.shutdownTimeout (%ds), or the kubelet kills pods mid-drain" (int .Values.terminationGracePeriodSeconds) (add $drain $stop)) }}
 {{- end }}
+{{- if eq (int .Values.managementPort) 8080 }}
+{{- fail "metrics-app: managementPort must differ from 8080, the public listener's port (the service refuses to start with both on one port: probes need a listener of their own); keep the default 9090 or pick another free port" }}
+{{- end }}
 {{- if and .Values.autoscaling.enabled (lt (int .Values.autoscaling.maxReplicas) (int .Values.autoscaling.minReplicas)) }}
 {{- fail "metrics-app: autoscaling.maxReplicas must be >= autoscaling.minReplicas" }}
 {{- end }}

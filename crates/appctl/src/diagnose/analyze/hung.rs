@@ -208,15 +208,24 @@ pub fn finding(e: &HangEvidence) -> Option<Finding> {
     }
     let hanging_health: Vec<&HealthCheck> =
         e.health.iter().filter(|c| c.outcome.is_failure()).collect();
+    // A 404 is no health endpoint (e.g. the target's own host when probes are served on a
+    // management port, or a gateway that routes no probe path): what answered it says nothing
+    // about what a liveness probe would see.
+    let absent = |c: &HealthCheck| c.outcome == Outcome::Status { code: 404 };
     for c in &e.health {
+        let note = if absent(c) {
+            " (no health endpoint there: pass --probe with the liveness URL)"
+        } else {
+            ""
+        };
         f = f.evidence(format!(
-            "health endpoint {}: {} in {}",
+            "health endpoint {}: {} in {}{note}",
             c.url,
             c.outcome.label(),
             fmt_ms(c.latency_ms)
         ));
     }
-    let health_state = if e.health.is_empty() {
+    let health_state = if e.health.iter().all(absent) {
         "unknown"
     } else if hanging_health.is_empty() {
         "answer"
@@ -389,6 +398,18 @@ mod tests {
         let f = finding(&evidence(0.98, Outcome::Timeout)).expect("hung");
         assert_eq!(f.details["state"], "spin");
         assert_eq!(f.details["health_endpoints"], "hang");
+    }
+
+    #[test]
+    fn a_health_url_answering_404_is_no_health_evidence() {
+        let f = finding(&evidence(0.01, Outcome::Status { code: 404 })).expect("hung");
+        assert_eq!(f.details["health_endpoints"], "unknown");
+        assert!(!f.cause.contains("liveness probe"), "{}", f.cause);
+        assert!(
+            f.evidence.iter().any(|l| l.contains("pass --probe")),
+            "{:?}",
+            f.evidence
+        );
     }
 
     #[test]
