@@ -196,22 +196,25 @@ async fn with_the_public_listener_saturated_probes_still_answer_at_once_and_newc
         "turned away only after {:?}",
         newcomer.1
     );
-    // Probes on the management port do not queue behind the public load.
-    let http = client();
+    // Probes on the management port do not queue behind the public load. Each on a new
+    // connection, as the kubelet probes: through the management listener's accept and budget.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let mut took = Vec::new();
     for path in ["/healthz", "/readyz", "/metrics"].repeat(5) {
         let started = Instant::now();
-        let r = http.get(app.mgmt(path)).send().await.unwrap();
+        let r = fresh.get(app.mgmt(path)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         r.bytes().await.unwrap();
         took.push(started.elapsed());
     }
-    took.sort();
-    let median = took[took.len() / 2];
     assert!(
-        median < Duration::from_millis(100),
+        took.iter().all(|t| *t < Duration::from_millis(100)),
         "probes took {took:?} while the public listener was saturated"
     );
+    let http = client();
     let metrics = get_text(&http, &app.mgmt("/metrics")).await;
     // The 8 held connections beyond the budget, and the newcomer.
     assert!(

@@ -54,26 +54,28 @@ async fn slow_even_makes_even_values_slow_and_leaves_burner_processes_running() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_mode_burners_end_when_the_service_stops() {
-    let mut app = Binary::start(&["--fault", "slow-even=300ms", "--drain-delay", "0s"], &[]);
-    wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
-    let http = client();
-    for _ in 0..2 {
-        http.get(app.url("/counter")).send().await.unwrap();
-    }
-    let pid = app.pid();
-    // Burners outlive the request (they run 3 × 300 ms, at least 1 s).
-    let burner_pids = children_of(pid, "burn-cpu");
-    assert!(burner_pids.len() >= 2, "{burner_pids:?}");
-    app.signal("TERM");
-    assert_eq!(app.wait_exit(Duration::from_secs(10)).code(), Some(0));
-    // Killed at shutdown: gone at once, not after their own time runs out.
-    let until = Instant::now() + Duration::from_millis(500);
-    while burner_pids.iter().any(|p| alive(*p)) {
-        assert!(
-            Instant::now() < until,
-            "burners {burner_pids:?} outlived the service"
-        );
-        std::thread::sleep(Duration::from_millis(10));
+    // A clean stop kills them; a killed service leaves them to notice it is gone.
+    for (signal, exit_code) in [("TERM", Some(0)), ("KILL", None)] {
+        let mut app = Binary::start(&["--fault", "slow-even=1s", "--drain-delay", "0s"], &[]);
+        wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
+        let http = client();
+        for _ in 0..2 {
+            http.get(app.url("/counter")).send().await.unwrap();
+        }
+        // Burners outlive the request: they run 3 × 1 s, far longer than the check below.
+        let burner_pids = children_of(app.pid(), "burn-cpu");
+        assert!(burner_pids.len() >= 2, "{burner_pids:?}");
+        app.signal(signal);
+        assert_eq!(app.wait_exit(Duration::from_secs(10)).code(), exit_code);
+        // Gone at once, not after their own time runs out.
+        let until = Instant::now() + Duration::from_millis(500);
+        while burner_pids.iter().any(|p| alive(*p)) {
+            assert!(
+                Instant::now() < until,
+                "SIG{signal}: burners {burner_pids:?} outlived the service"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
