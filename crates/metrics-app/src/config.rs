@@ -105,7 +105,7 @@ pub struct Options {
     #[arg(long, env = "ACCESS_LOG")]
     pub access_log: bool,
 
-    /// After SIGTERM/SIGINT, keep serving this long while /readyz answers 503 (e.g. 5s, 500ms).
+    /// After SIGTERM/SIGINT/SIGQUIT, keep serving this long while /readyz answers 503 (e.g. 5s).
     #[arg(long, env = "DRAIN_DELAY", default_value = "5s", value_parser = duration_in(Duration::ZERO..=duration::MAX))]
     pub drain_delay: Duration,
 

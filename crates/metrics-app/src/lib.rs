@@ -7,8 +7,8 @@
 //!
 //! # Layout
 //! Each module uses only the ones listed before it:
-//! - `duration`, `config`: flags and environment, validated into a [`Config`];
-//!   `secret`: the admin password; `faults`: the opt-in fault modes.
+//! - `duration`: human durations; `secret`: the admin password; `faults`: the opt-in fault
+//!   modes; `config`: flags and environment, validated into a [`Config`].
 //! - `metrics`: the Prometheus registry and the process collector; `store`: the counter
 //!   backends (in-process atomic, Redis `INCRBY`); `logging`: tracing set-up with a reloadable
 //!   filter.

@@ -25,7 +25,7 @@ const ADMIN_LIMITER_KEYS: usize = 10_000;
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
-/// The shared state itself.
+/// The shared state itself, reached through [`AppState`] (its fields are crate-private).
 pub struct Shared {
     /// Where counter values come from.
     pub(crate) store: Store,

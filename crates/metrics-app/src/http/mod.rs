@@ -107,8 +107,8 @@ impl App {
     ///
     /// A plain function around the router rather than an axum `from_fn` layer plus
     /// tower-http's request-id layers: together they cost a boxed future, a boxed clone of the
-    /// inner service, a matched-path extension and two request-id extensions per request —
-    /// over a fifth of the service's instructions per `/counter` (bench/README.md).
+    /// inner service, a matched-path extension and two request-id extensions per request, a
+    /// large share of the service's instructions per `/counter` (measured: bench/README.md).
     pub async fn handle<B>(&self, peer: SocketAddr, mut request: Request<B>) -> Response
     where
         B: http_body::Body<Data = axum::body::Bytes> + Send + 'static,

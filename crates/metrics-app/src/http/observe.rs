@@ -78,8 +78,8 @@ pub(super) fn has_one_host<B>(request: &Request<B>) -> bool {
 /// A request id for a request that came without one: 16 random hex digits drawn once per
 /// process, then a 16-digit sequence number. Unique across replicas and restarts without
 /// asking the OS for randomness on every request, as a random UUID per request would; written
-/// digit by digit, because `format!` with `{:x}` was a tenth of the service's own instructions
-/// per request (callgrind, bench/README.md).
+/// digit by digit, because `format!` with `{:x}` cost a measurable share of the service's own
+/// instructions per request (callgrind figures: bench/README.md).
 pub(super) fn new_request_id() -> HeaderValue {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
