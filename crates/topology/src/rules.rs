@@ -33,11 +33,16 @@ pub fn helm_bin() -> PathBuf {
 
 /// Renders the chart's PrometheusRule and returns a rules file (`groups:` at the top level).
 pub fn from_chart(sets: &[&str]) -> Result<String> {
+    render_with(&helm_bin(), sets)
+}
+
+/// [`from_chart`] with the helm binary `helm`.
+fn render_with(helm: &Path, sets: &[&str]) -> Result<String> {
     let chart = workspace_root().join("charts/metrics-app");
     if !chart.join("templates/prometheusrule.yaml").exists() {
         bail!("{} has no templates/prometheusrule.yaml", chart.display());
     }
-    let mut cmd = Command::new(helm_bin());
+    let mut cmd = Command::new(helm);
     cmd.args(["template", JOB])
         .arg(&chart)
         .args(["--namespace", NAMESPACE])
@@ -165,6 +170,16 @@ mod tests {
         assert!(
             names.iter().any(|n| n == "MetricsAppHighLatency"),
             "{names:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_helm_is_named_with_how_to_install_it() {
+        let error = render_with(Path::new("/nonexistent/bin/helm"), &[]).unwrap_err();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("helm is missing") && message.contains("bash scripts/install-tools"),
+            "{message}"
         );
     }
 }
