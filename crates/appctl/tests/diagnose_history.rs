@@ -7,21 +7,10 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{diagnose_json, finding, free_port, wait_http};
-
-/// Killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{diagnose_json, finding};
+use testkit::prometheus::Prometheus;
 
 /// metrics-app leaking 16 MB per request, on the ports the kernel gives it; or, to restart it
 /// where Prometheus scrapes it, on `ports` (public, management).
@@ -80,48 +69,27 @@ fn wait_for(port: u16, query: &str, ok: impl Fn(f64) -> bool) {
     panic!("Prometheus never answered {query:?} as expected");
 }
 
-fn prometheus(dir: &Path, target: u16) -> (Killed, u16) {
-    let port = free_port();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: metrics-app-test\n    static_configs:\n\
-             \x20     - targets: ['127.0.0.1:{target}']\n"
-        ),
+/// Prometheus scraping `target` every second as job `metrics-app-test`.
+fn prometheus(target: u16) -> Prometheus {
+    Prometheus::start(
+        |_| {
+            Ok(format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 scrape_configs:\n  - job_name: metrics-app-test\n    static_configs:\n\
+                 \x20     - targets: ['127.0.0.1:{target}']\n"
+            ))
+        },
+        &["--log.level=warn"],
     )
-    .unwrap();
-    let bin = ["/usr/bin/prometheus", "prometheus"]
-        .into_iter()
-        .find(|b| Path::new(b).exists() || *b == "prometheus")
-        .unwrap();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--log.level=warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus (Debian package) is required");
-    let p = Killed(child);
-    wait_http(
-        &format!("http://127.0.0.1:{port}/-/ready"),
-        Duration::from_secs(30),
-    );
-    (p, port)
+    .unwrap()
 }
 
 #[test]
 fn a_restart_and_memory_growth_are_named_from_prometheus_after_the_fact() {
-    let dir = tempfile::tempdir().unwrap();
     let app = start_app(None);
     let (port, management) = (app.port, app.management);
-    let (_prom, prom) = prometheus(dir.path(), management);
+    let prometheus = prometheus(management);
+    let prom = prometheus.port;
     let job = "job=\"metrics-app-test\"";
     wait_for(prom, &format!("up{{{job}}}"), |v| v == 1.0);
     // One request first, so its series exist in Prometheus before the rest: an increase is

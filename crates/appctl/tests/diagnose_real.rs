@@ -134,7 +134,7 @@ fn leak_fault_is_memory_growth_seen_by_process_and_metrics() {
 fn python_server_slow_every_third_request_behind_nginx_is_period_three() {
     let dir = tempfile::tempdir().unwrap();
     let backend = python(dir.path(), "slow_every_third", SLOW_EVERY_THIRD);
-    let proxy = nginx(dir.path(), backend.port);
+    let proxy = nginx(backend.port);
     // The harness only opened a TCP connection to check readiness, so request n of the probe
     // is the backend's hit n: the slow ones are requests 3, 6, 9, ... (phase 0 of 3).
     let (code, report) = diagnose_json(&[&proxy.url("/"), "--requests", "18", "--no-process"]);
@@ -150,7 +150,7 @@ fn python_server_slow_every_third_request_behind_nginx_is_period_three() {
 fn python_server_that_leaks_and_dies_behind_nginx_is_unavailable_with_502s() {
     let dir = tempfile::tempdir().unwrap();
     let backend = python(dir.path(), "leak_and_die", LEAK_AND_DIE);
-    let proxy = nginx(dir.path(), backend.port);
+    let proxy = nginx(backend.port);
     let (code, report) = diagnose_json(&[
         &proxy.url("/counter"),
         "--requests",

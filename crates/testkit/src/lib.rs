@@ -9,11 +9,15 @@
 //! - [`redis`]: `redis-server` with AOF (`appendfsync always`) in a temp dir.
 //! - [`sentinel`]: `redis-sentinel` watching a primary, with failover timings of seconds.
 //! - [`redis_ha`]: two replicas and three Sentinels around a primary, as values-ha deploys them.
+//! - [`nginx`]: nginx in front of a backend, as a gateway; [`prometheus`]: Prometheus
+//!   scraping what the caller's configuration names.
 //! - [`http`]: an HTTP client that never hangs for long, and `Counter value: N` parsing.
 
 pub mod http;
 pub mod metrics_app;
+pub mod nginx;
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod redis_ha;
 pub mod sentinel;

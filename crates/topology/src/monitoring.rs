@@ -166,13 +166,10 @@ impl Alertmanager {
 
 /// A running Prometheus scraping every replica each second with the chart's rules.
 pub struct Prometheus {
-    /// The web port.
-    pub port: u16,
+    /// The server (its port, its process).
+    pub server: testkit::prometheus::Prometheus,
     /// The alerts loaded from the chart's PrometheusRule.
     pub alert_names: Vec<String>,
-    /// The process.
-    pub proc: Proc,
-    _dir: tempfile::TempDir,
 }
 
 /// The Prometheus configuration: 1 s scrape and evaluation, replicas as targets.
@@ -194,7 +191,7 @@ impl Prometheus {
     /// How many scrape targets Prometheus reached at its last scrape (`up == 1`): an alert
     /// test means nothing until every replica is scraped.
     pub async fn targets_up(&self) -> Result<usize> {
-        let url = format!("http://127.0.0.1:{}/api/v1/query?query=up", self.port);
+        let url = format!("{}/api/v1/query?query=up", self.server.base_url());
         let body = reqwest::get(&url)
             .await
             .with_context(|| format!("querying {url}"))?
@@ -233,35 +230,19 @@ impl Prometheus {
         alertmanager_port: u16,
         for_override: Option<&str>,
     ) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let port = free_port()?;
-        let rules_path = dir.path().join("rules.yaml");
-        let alert_names = rules::write_checked(&rules_path, for_override)?;
-        let conf = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &conf,
-            prometheus_config(&rules_path, targets, alertmanager_port),
+        let mut alert_names = Vec::new();
+        let server = testkit::prometheus::Prometheus::start(
+            |dir| {
+                let rules_path = dir.join("rules.yaml");
+                alert_names = rules::write_checked(&rules_path, for_override)?;
+                Ok(prometheus_config(&rules_path, targets, alertmanager_port))
+            },
+            &["--rules.alert.resend-delay=1s"],
         )?;
-        let mut cmd = Command::new(find_binary(&["/usr/bin/prometheus"], "prometheus")?);
-        cmd.arg(format!("--config.file={}", conf.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--rules.alert.resend-delay=1s");
-        let proc = Proc::spawn("prometheus", cmd)?;
-        wait_http_ok(
-            &format!("http://127.0.0.1:{port}/-/ready"),
-            Duration::from_secs(30),
-        )
-        .await
-        .with_context(|| proc.output())?;
+        server.wait_ready(Duration::from_secs(30)).await?;
         Ok(Self {
-            port,
+            server,
             alert_names,
-            proc,
-            _dir: dir,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::monitoring::{Alertmanager, Prometheus, Webhook};
-use crate::nginx::Nginx;
+use crate::nginx::{self, Nginx};
 use crate::replica::{Replica, ReplicaSpec};
 use testkit::redis::Redis;
 use testkit::redis_ha::RedisHa;
@@ -96,7 +96,7 @@ impl Topology {
         }
         let public: Vec<u16> = ports.iter().map(|p| p.0).collect();
         let management: Vec<u16> = ports.iter().map(|p| p.1).collect();
-        let nginx = Nginx::start(&public)?;
+        let nginx = nginx::start(&public)?;
         let monitoring = if options.monitoring {
             let webhook = Webhook::start().await?;
             let alertmanager = Alertmanager::start(webhook.port).await?;
@@ -216,7 +216,7 @@ impl Topology {
         if let Some(m) = &self.monitoring {
             out.push_str(&format!(
                 "prometheus: http://127.0.0.1:{}/alerts (chart rules: {})\n",
-                m.prometheus.port,
+                m.prometheus.server.port,
                 m.prometheus.alert_names.join(", ")
             ));
             out.push_str(&format!(

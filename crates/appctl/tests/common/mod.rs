@@ -96,42 +96,12 @@ pub fn python_server(name: &'static str, cmd: Command) -> Proc {
 }
 
 /// nginx (Debian package) proxying to `backend_port`, as an ingress would.
-pub fn nginx(dir: &Path, backend_port: u16) -> Proc {
-    let port = free_port();
-    let d = dir.display();
-    let conf = format!(
-        "master_process off;\n\
-         daemon off;\n\
-         pid {d}/nginx.pid;\n\
-         error_log {d}/nginx-error.log warn;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n\
-           access_log off;\n\
-           client_body_temp_path {d}/client_body;\n\
-           proxy_temp_path {d}/proxy;\n\
-           fastcgi_temp_path {d}/fastcgi;\n\
-           uwsgi_temp_path {d}/uwsgi;\n\
-           scgi_temp_path {d}/scgi;\n\
-           upstream app {{ server 127.0.0.1:{backend_port}; }}\n\
-           server {{\n\
-             listen 127.0.0.1:{port};\n\
-             location / {{ proxy_pass http://app; proxy_read_timeout 30s; }}\n\
-           }}\n\
-         }}\n"
-    );
-    let conf_path = dir.join("nginx.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    let bin = testkit::process::find_binary(&["/usr/sbin/nginx"], "nginx").unwrap();
-    let mut cmd = Command::new(bin);
-    cmd.arg("-p").arg(dir).arg("-c").arg(&conf_path);
-    let p = Proc {
-        proc: testkit::Proc::spawn("nginx", cmd).unwrap(),
-        port,
-        management: port,
-        name: "nginx",
-    };
-    wait_http(&p.url("/"), Duration::from_secs(10));
-    p
+pub fn nginx(backend_port: u16) -> testkit::nginx::Nginx {
+    testkit::nginx::Nginx::start(
+        &format!("upstream app {{ server 127.0.0.1:{backend_port}; }}"),
+        "location / { proxy_pass http://app; proxy_read_timeout 30s; }",
+    )
+    .unwrap()
 }
 
 /// Runs `appctl` with `args`.
