@@ -118,8 +118,8 @@ pub struct Options {
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration_in(Duration::from_millis(100)..=duration::MAX))]
     pub header_read_timeout: Duration,
 
-    /// Time a client has between two pieces of a request body; a stalled upload gets 408 (at
-    /// least 100ms).
+    /// Time a client has to send a whole request body, however it trickles in; a slower upload
+    /// gets 408 (at least 100ms).
     #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "10s", value_parser = duration_in(Duration::from_millis(100)..=duration::MAX))]
     pub body_read_timeout: Duration,
 

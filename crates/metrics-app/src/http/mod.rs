@@ -6,7 +6,7 @@
 //!
 //! Every request on either goes through [`App::handle`] (metrics, access log, request id,
 //! `X-Instance`, the single-`Host` rule), then the router. The one route that reads a body has
-//! a deadline between its pieces (tower-http) and a size limit.
+//! a deadline for the whole body (tower-http) and a size limit.
 
 mod admin;
 mod counter;
@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post, put};
 use http_body::Body as _;
 use tower::ServiceExt;
-use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::timeout::RequestBodyDeadlineLayer;
 
 use crate::metrics::HttpLabels;
 use crate::state::AppState;
@@ -53,7 +53,7 @@ impl App {
             let state = state.clone();
             move || counter::counter(state.clone())
         };
-        let body_timeout = RequestBodyTimeoutLayer::new(body_read_timeout);
+        let body_timeout = RequestBodyDeadlineLayer::new(body_read_timeout);
         let routes = [
             ("/", get(counter::root)),
             ("/counter", get(counter).head(counter::counter_head)),

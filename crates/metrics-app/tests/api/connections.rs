@@ -244,6 +244,52 @@ async fn a_body_that_stalls_gets_408_after_the_body_read_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_in_gets_408_once_the_whole_body_is_late() {
+    use std::io::ErrorKind;
+    let app = TestApp::spawn(&["--body-read-timeout", "1s", "--drain-delay", "0s"]).await;
+    let addr = app.addr;
+    let (answer, took) = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "PUT /admin/log-level HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {PASSWORD}\r\nContent-Length: 100\r\n\r\n"
+        )
+        .unwrap();
+        // One byte every 100 ms (the read timeout paces the loop): never a gap near the
+        // timeout, for up to 6 s; stop as soon as the server answers.
+        stream
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        for _ in 0..60 {
+            if stream.write_all(b"i").is_err() {
+                break;
+            }
+            match stream.read(&mut buf) {
+                Ok(n) => {
+                    answer.extend_from_slice(&buf[..n]);
+                    break;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let _ = stream.read_to_end(&mut answer);
+        (String::from_utf8_lossy(&answer).into_owned(), started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status_of(&answer), 408, "{answer:?}");
+    assert!(took < Duration::from_secs(4), "held for {took:?}");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_partial_head_connections_do_not_hold_shutdown() {
     let mut app = TestApp::spawn(&[
         "--shutdown-timeout",
