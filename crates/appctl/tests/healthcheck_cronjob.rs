@@ -65,6 +65,15 @@ fn render(sets: &[String]) -> Vec<Value> {
         .collect()
 }
 
+/// The settings that point the check at `app` on this host: its public URL, and its management
+/// port's `/healthz` for `--probe` (the Service's DNS name resolves only in a cluster).
+fn local(app: &common::Proc) -> Vec<String> {
+    vec![
+        format!("healthCheck.url={}", app.url("/counter")),
+        format!("healthCheck.probeUrl={}", app.management_url("/healthz")),
+    ]
+}
+
 /// The one CronJob of a render.
 fn cronjob(docs: &[Value]) -> Value {
     let jobs: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "CronJob").collect();
@@ -229,6 +238,31 @@ fn by_default_the_job_probes_the_public_hostname_of_the_route_with_appctl_from_t
             "json"
         ]
     );
+    // Liveness next to it: the management port through the Service, which the app's
+    // NetworkPolicy opens to the check's pod (the gateway routes no /healthz).
+    let probe = args.iter().position(|a| *a == "--probe").expect("--probe");
+    assert_eq!(
+        args[probe + 1],
+        "http://metrics-app.metrics-app.svc:9090/healthz"
+    );
+    let pod_labels = &cj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"];
+    let policy = docs
+        .iter()
+        .find(|d| d["kind"] == "NetworkPolicy" && d["metadata"]["name"] == "metrics-app")
+        .expect("the app's NetworkPolicy");
+    let admits_check = policy["spec"]["ingress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|rule| {
+            let from_check = rule["from"].as_array().unwrap().iter().any(|peer| {
+                let labels = peer["podSelector"]["matchLabels"].as_object();
+                labels.is_some_and(|l| l.iter().all(|(k, v)| pod_labels[k] == *v))
+            });
+            let ports = rule["ports"].as_array().unwrap();
+            from_check && ports.iter().any(|p| p["port"] == "management")
+        });
+    assert!(admits_check, "{policy:#}");
     // The image puts appctl where the CronJob calls it.
     let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
     let stage = dockerfile
@@ -250,10 +284,7 @@ fn by_default_the_job_probes_the_public_hostname_of_the_route_with_appctl_from_t
 #[test]
 fn a_healthy_app_passes_and_the_report_lands_on_the_volume_under_the_job_name() {
     let app = metrics_app(&[]);
-    let cj = cronjob(&render(&[format!(
-        "healthCheck.url={}",
-        app.url("/counter")
-    )]));
+    let cj = cronjob(&render(&local(&app)));
     let dir = tempfile::tempdir().unwrap();
 
     let out = run_job(&cj, "metrics-app-healthcheck-29400000", dir.path());
@@ -263,6 +294,15 @@ fn a_healthy_app_passes_and_the_report_lands_on_the_volume_under_the_job_name() 
     assert_eq!(out.status.code(), Some(0), "{report:#}");
     assert_eq!(report["target"], app.url("/counter"));
     assert_eq!(report["probe"]["requests_sent"], 20, "healthCheck.requests");
+    // The liveness endpoint was checked all along, and answered.
+    let health = &report["health"][0];
+    assert_eq!(health["url"], app.management_url("/healthz"), "{report:#}");
+    let checks = health["checks"].as_array().unwrap();
+    assert!(!checks.is_empty(), "{report:#}");
+    assert!(
+        checks.iter().all(|c| c["outcome"]["code"] == 200),
+        "{health:#}"
+    );
     assert_eq!(files(dir.path()), ["metrics-app-healthcheck-29400000.json"]);
     let file =
         std::fs::read_to_string(dir.path().join("metrics-app-healthcheck-29400000.json")).unwrap();
@@ -274,10 +314,7 @@ fn a_healthy_app_passes_and_the_report_lands_on_the_volume_under_the_job_name() 
 #[test]
 fn an_app_slow_on_every_second_request_fails_the_job_with_its_finding() {
     let app = metrics_app(&["--fault", "slow-even=3s"]);
-    let cj = cronjob(&render(&[format!(
-        "healthCheck.url={}",
-        app.url("/counter")
-    )]));
+    let cj = cronjob(&render(&local(&app)));
     let dir = tempfile::tempdir().unwrap();
 
     let out = run_job(&cj, "metrics-app-healthcheck-29400010", dir.path());
@@ -301,9 +338,12 @@ fn an_app_slow_on_every_second_request_fails_the_job_with_its_finding() {
 #[test]
 fn a_stopped_app_fails_the_job_as_unreachable() {
     let app = metrics_app(&[]);
-    let url = app.url("/counter");
+    let (url, probe) = (app.url("/counter"), app.management_url("/healthz"));
     drop(app);
-    let cj = cronjob(&render(&[format!("healthCheck.url={url}")]));
+    let cj = cronjob(&render(&[
+        format!("healthCheck.url={url}"),
+        format!("healthCheck.probeUrl={probe}"),
+    ]));
     let dir = tempfile::tempdir().unwrap();
 
     let out = run_job(&cj, "metrics-app-healthcheck-29400020", dir.path());
@@ -317,12 +357,13 @@ fn a_stopped_app_fails_the_job_as_unreachable() {
 fn the_volume_keeps_the_newest_n_reports_of_this_cronjob_and_nothing_else_is_touched() {
     const KEEP: usize = 3;
     let app = metrics_app(&[]);
-    let cj = cronjob(&render(&[
-        format!("healthCheck.url={}", app.url("/counter")),
+    let mut sets = local(&app);
+    sets.extend([
         format!("healthCheck.reports.keep={KEEP}"),
         // Fewer requests per run: five runs, and the counting is what is tested here.
         "healthCheck.requests=3".to_string(),
-    ]));
+    ]);
+    let cj = cronjob(&render(&sets));
     let dir = tempfile::tempdir().unwrap();
     // What else may be on the volume: a file system's lost+found, a manual run's report.
     std::fs::create_dir(dir.path().join("lost+found")).unwrap();
