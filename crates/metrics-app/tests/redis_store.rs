@@ -170,9 +170,17 @@ async fn a_counter_key_that_is_not_a_number_fails_readiness_naming_the_data_prob
     let app = spawn_on(&redis, "a").await;
     wait_until_ok(&app.mgmt("/readyz"), Duration::from_secs(10)).await;
     let http = client();
-    // Not a number, and numbers that `INCRBY` refuses (a sign, a leading zero, beyond i64) or
-    // that would count from below zero.
-    for corrupt in ["not-a-number", "+5", "05", "9223372036854775808", "-3"] {
+    // Not a number, numbers that `INCRBY` refuses (a sign, a leading zero, beyond i64, the
+    // maximum it cannot increment), and one that would count from below zero.
+    let corrupt_values = [
+        "not-a-number",
+        "+5",
+        "05",
+        "9223372036854775808",
+        "9223372036854775807",
+        "-3",
+    ];
+    for corrupt in corrupt_values {
         redis_cli(&redis, &["SET", "metrics-app:counter", corrupt]);
         let counter = http.get(app.url("/counter")).send().await.unwrap();
         assert_eq!(counter.status(), 500, "{corrupt}");

@@ -9,11 +9,12 @@ use anyhow::{Context, Result};
 
 use crate::process::{Proc, find_binary, free_port, wait_tcp};
 
-/// A running nginx: stopped with SIGQUIT (its worker too) when dropped, then killed.
+/// A running nginx: one process (`master_process off`, so no worker can outlive it), stopped
+/// with SIGQUIT when dropped, then killed.
 pub struct Nginx {
     /// The port nginx listens on.
     pub port: u16,
-    /// The master process (nginx runs with `daemon off`).
+    /// The process (nginx runs with `daemon off` and no master/worker split).
     pub proc: Proc,
     dir: tempfile::TempDir,
 }
@@ -30,7 +31,7 @@ impl Nginx {
         std::fs::write(
             &conf,
             format!(
-                "worker_processes 1;\n\
+                "master_process off;\n\
                  pid {d}/nginx.pid;\n\
                  error_log {d}/error.log warn;\n\
                  events {{ worker_connections 1024; }}\n\
@@ -80,7 +81,7 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // SIGQUIT lets the master stop its worker; the Proc guard then SIGKILLs whatever is left.
+        // SIGQUIT lets nginx finish what it is answering; the Proc guard then SIGKILLs it.
         if self.proc.signal("QUIT").is_ok() {
             let _ = self.proc.wait_exit(Duration::from_secs(3));
         }
@@ -93,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn proxies_to_its_upstream_and_stops_with_its_worker_when_dropped() {
+    fn proxies_to_its_upstream_and_leaves_no_process_when_dropped() {
         let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let backend_port = backend.local_addr().unwrap().port();
         let nginx = Nginx::start(
@@ -117,7 +118,10 @@ mod tests {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(server.join().unwrap().starts_with("GET /x "));
         let pid = nginx.proc.pid().unwrap();
+        let port = nginx.port;
         drop(nginx);
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        // Nothing else of it holds the port either.
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
     }
 }

@@ -54,7 +54,21 @@ async fn main() -> ExitCode {
             .unwrap_or_default(),
         ..Options::default()
     };
-    let topology = match Topology::start(options).await {
+    // Listening before anything starts: a signal during start-up drops what has started
+    // (each process is killed with its guard) instead of killing this process and orphaning it.
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(error) => {
+            eprintln!("topology: cannot listen for SIGTERM: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let started = tokio::select! {
+        started = Topology::start(options) => started,
+        _ = tokio::signal::ctrl_c() => return stopped_during_start_up(),
+        _ = term.recv() => return stopped_during_start_up(),
+    };
+    let topology = match started {
         Ok(t) => t,
         Err(error) => {
             eprintln!("topology: cannot start: {error:#}");
@@ -64,13 +78,6 @@ async fn main() -> ExitCode {
     println!("{}", topology.describe());
     println!("alerts are printed here as they arrive; ctrl-c (or SIGTERM) stops everything");
     let mut alerts = topology.monitoring.as_ref().map(|m| m.webhook.subscribe());
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(error) => {
-            eprintln!("topology: cannot listen for SIGTERM: {error}");
-            return ExitCode::from(1);
-        }
-    };
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
@@ -82,6 +89,12 @@ async fn main() -> ExitCode {
     }
     drop(topology);
     println!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// A stop requested while starting: what had started is already stopped (its guards dropped).
+fn stopped_during_start_up() -> ExitCode {
+    println!("stopped during start-up");
     ExitCode::SUCCESS
 }
 

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-/// A free TCP port on 127.0.0.1: for nginx or Prometheus (which cannot bind port 0 and say so),
-/// or as a port where nothing listens.
+/// A free TCP port on 127.0.0.1 where nothing listens (a closed port to aim at).
 pub fn free_port() -> u16 {
     testkit::process::free_port().unwrap()
 }
@@ -18,18 +17,6 @@ pub fn free_port() -> u16 {
 /// The real metrics-app binary (built by `scripts/test` before the tests run).
 pub fn metrics_app_bin() -> PathBuf {
     testkit::metrics_app::metrics_app_bin().unwrap()
-}
-
-/// Waits until something accepts connections at `url`'s address, or panics after `deadline`.
-pub fn wait_http(url: &str, deadline: Duration) {
-    let port = url
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .and_then(|host| host.rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no port in {url}"));
-    testkit::process::wait_tcp(port, deadline, url).unwrap();
 }
 
 /// A process the harness started, killed when dropped.

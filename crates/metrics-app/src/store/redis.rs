@@ -92,13 +92,17 @@ impl Redis {
     }
 
     /// Readiness: `GET key` proves that Redis answers and that the counter can be incremented:
-    /// the key is absent or holds a whole number as `INCRBY` reads one (digits without a sign
-    /// or leading zeros, up to `i64::MAX`; anything else makes every `INCRBY` fail).
+    /// the key is absent or holds a whole number as `INCRBY` reads one, digits without a sign
+    /// or leading zeros, below `i64::MAX`. Redis refuses to increment anything else (or the
+    /// maximum), and the service refuses a negative counter.
     pub(super) async fn check(&self) -> Result<()> {
         let value: Option<Vec<u8>> = self
             .call(CALL_TIMEOUT, async |c| c.get(&self.key).await)
             .await?;
-        let countable = |s: &str| s.parse::<i64>().is_ok_and(|v| v >= 0 && v.to_string() == s);
+        let countable = |s: &str| {
+            s.parse::<i64>()
+                .is_ok_and(|v| (0..i64::MAX).contains(&v) && v.to_string() == s)
+        };
         match value {
             Some(bytes) if !std::str::from_utf8(&bytes).is_ok_and(countable) => {
                 Err(StoreError::Corrupt(format!(
@@ -208,4 +212,5 @@ fn is_data_error(error: &redis::RedisError) -> bool {
         redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
     ) || error.code() == Some("WRONGTYPE")
         || error.to_string().contains("not an integer")
+        || error.to_string().contains("would overflow")
 }
