@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use crate::process::{Proc, find_binary, free_port, wait_tcp};
 
 /// A running nginx: one process (`master_process off`, so no worker can outlive it), stopped
-/// with SIGQUIT when dropped, then killed.
+/// with SIGQUIT when dropped, else killed.
 pub struct Nginx {
     /// The port nginx listens on.
     pub port: u16,
@@ -81,7 +81,8 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        // SIGQUIT lets nginx finish what it is answering; the Proc guard then SIGKILLs it.
+        // In single-process mode nginx stops at once on SIGQUIT (as on SIGTERM), removing its pid
+        // file; the Proc guard then SIGKILLs it if it has not.
         if self.proc.signal("QUIT").is_ok() {
             let _ = self.proc.wait_exit(Duration::from_secs(3));
         }

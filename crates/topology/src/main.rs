@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
 use topology::{Options, Topology};
 
 /// The metrics-app production topology from local processes: nginx in front of N replicas
@@ -56,16 +57,18 @@ async fn main() -> ExitCode {
     };
     // Listening before anything starts: a signal during start-up drops what has started
     // (each process is killed with its guard) instead of killing this process and orphaning it.
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(error) => {
-            eprintln!("topology: cannot listen for SIGTERM: {error}");
-            return ExitCode::from(1);
-        }
+    let listen = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|error| eprintln!("topology: cannot listen for {name}: {error}"))
+    };
+    let (Ok(mut term), Ok(mut int)) = (
+        listen(SignalKind::terminate(), "SIGTERM"),
+        listen(SignalKind::interrupt(), "SIGINT"),
+    ) else {
+        return ExitCode::from(1);
     };
     let started = tokio::select! {
         started = Topology::start(options) => started,
-        _ = tokio::signal::ctrl_c() => return stopped_during_start_up(),
+        _ = int.recv() => return stopped_during_start_up(),
         _ = term.recv() => return stopped_during_start_up(),
     };
     let topology = match started {
@@ -80,7 +83,7 @@ async fn main() -> ExitCode {
     let mut alerts = topology.monitoring.as_ref().map(|m| m.webhook.subscribe());
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
             Some(alert) = next_alert(&mut alerts) => {
                 println!("alert {}: {} {}", alert.status, alert.name, alert.instance);

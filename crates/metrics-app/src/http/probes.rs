@@ -31,7 +31,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
             let reason = match error {
                 StoreError::Unavailable(_) => format!("{} store unavailable", state.store.kind()),
                 StoreError::Corrupt(_) => format!(
-                    "{} store holds an invalid counter value (not a plain whole number): repair or delete the key",
+                    "{} store holds an invalid counter value (not a whole number INCRBY can increment): repair or delete the key",
                     state.store.kind()
                 ),
             };

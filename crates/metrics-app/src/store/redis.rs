@@ -106,7 +106,7 @@ impl Redis {
         match value {
             Some(bytes) if !std::str::from_utf8(&bytes).is_ok_and(countable) => {
                 Err(StoreError::Corrupt(format!(
-                    "the counter key {:?} holds {} bytes that are not a plain whole number",
+                    "the counter key {:?} holds {} bytes that are not a whole number INCRBY can increment",
                     self.key,
                     bytes.len()
                 )))
