@@ -226,6 +226,48 @@ impl Drop for Proc {
     }
 }
 
+/// `cmd.output()` with a deadline: runs `cmd` to its end with stdout and stderr captured apart;
+/// if it is still running after `deadline` it is killed and this fails, so a command that
+/// should exit but serves instead fails a test at once rather than holding it.
+pub fn output_within(mut cmd: Command, deadline: Duration) -> Result<std::process::Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let (stdout, stderr) = (read_all(child.stdout.take()), read_all(child.stderr.take()));
+    let until = Instant::now() + deadline;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{cmd:?} was still running after {deadline:?} instead of exiting");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// Reads a child's pipe to its end on a thread of its own (so neither pipe can fill and block
+/// the child while the other is read).
+fn read_all(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
 /// Sends `signal` to `pid` with `kill(1)` (the workspace forbids `unsafe`, so no libc call).
 pub fn signal_pid(pid: u32, signal: &str) -> Result<()> {
     let status = Command::new("kill")
@@ -278,5 +320,21 @@ mod tests {
             .to_string();
         assert!(error.contains("address already in use"), "{error}");
         assert!(error.contains("it exited"), "{error}");
+    }
+
+    #[test]
+    fn output_within_keeps_the_streams_apart_and_kills_what_overstays() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let out = output_within(cmd, Duration::from_secs(10)).unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let started = Instant::now();
+        let error = output_within(cmd, Duration::from_millis(200)).unwrap_err();
+        assert!(error.to_string().contains("still running"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

@@ -60,7 +60,7 @@ async fn up_prints_each_alert_the_webhook_receives_and_stops_on_sigterm() {
         .unwrap();
     // What Alertmanager POSTs (webhook_config payload, trimmed to what is read).
     let payload = r#"{"status":"firing","alerts":[{"status":"firing","labels":{"alertname":"CliTestAlert","instance":"replica-1"}}]}"#;
-    let http = reqwest::Client::new();
+    let http = testkit::http::client();
     let posted = http
         .post(&webhook)
         .header("content-type", "application/json")

@@ -7,44 +7,16 @@ use super::*;
 /// unless given there). Fails after 10 s if it is still running: every case here must exit,
 /// and one that serves instead would otherwise hold the test until its time limit.
 fn run_to_end(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
-    use std::process::Stdio;
-    let mut child = Binary::command()
-        .env_remove("PASSWORD")
+    let mut cmd = Binary::command();
+    cmd.env_remove("PASSWORD")
         .args(args)
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
-    let until = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("metrics-app {args:?} was still running after 10 s instead of exiting");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        .envs(envs.iter().copied());
+    let out = testkit::process::output_within(cmd, Duration::from_secs(10)).unwrap();
     (
-        status.code().unwrap_or(-1),
-        stdout.join().unwrap(),
-        stderr.join().unwrap(),
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// Reads a child's pipe to its end on a thread of its own.
-fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
-    let mut pipe = pipe.unwrap();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
 }
 
 #[test]
